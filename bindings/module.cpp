@@ -1,0 +1,81 @@
+// The nemocore._C extension module: build facts for `nemocore doctor`, CPU ISA control, and one
+// register_* call per op family (each in its own file under bindings/).
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
+
+#include "cpu/common/isa.h"
+
+#ifdef NEMOCORE_WITH_CUDA
+#include "nemocore/cuda_runtime_api.h"
+#endif
+
+#ifndef NEMOCORE_VERSION
+#define NEMOCORE_VERSION "0.0.0+unknown"
+#endif
+
+namespace py = pybind11;
+
+namespace nemocore::bindings {
+void register_causal_conv1d(py::module_& m);
+}
+
+namespace {
+
+std::string compiler_name() {
+#if defined(__clang__)
+  return "clang " __clang_version__;
+#elif defined(__GNUC__)
+  return "gcc " + std::to_string(__GNUC__) + "." + std::to_string(__GNUC_MINOR__) + "." +
+         std::to_string(__GNUC_PATCHLEVEL__);
+#else
+  return "unknown";
+#endif
+}
+
+py::dict build_info() {
+  namespace cpu = nemocore::cpu;
+  py::dict info;
+  info["version"] = NEMOCORE_VERSION;
+  info["compiler"] = compiler_name();
+#ifdef _OPENMP
+  info["openmp"] = true;
+#else
+  info["openmp"] = false;
+#endif
+  py::list isas;
+  isas.append("base");
+#if NEMOCORE_CPU_X86
+  isas.append("avx2");
+  isas.append("avx512");
+#endif
+  info["cpu_isas_compiled"] = isas;
+  info["cpu_isa_best"] = cpu::isa_name(cpu::best_supported_isa());
+  info["cpu_isa_active"] = cpu::isa_name(cpu::active_isa());
+  info["cpu_features"] = cpu::cpu_feature_string();
+#ifdef NEMOCORE_WITH_CUDA
+  namespace cuda = nemocore::cuda;
+  info["cuda"] = true;
+  info["cuda_archs"] = cuda::compiled_archs();
+  info["cuda_runtime_version"] = cuda::runtime_version();
+  info["cuda_driver_version"] = cuda::driver_version();
+  info["cuda_device_count"] = cuda::device_count();
+#else
+  info["cuda"] = false;
+  info["cuda_archs"] = "";
+#endif
+  return info;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "nemocore's C++/CUDA kernels. Use nemocore.ops, not this module.";
+  m.def("build_info", &build_info, "What this build of _C contains (for `nemocore doctor`).");
+  m.def("cpu_isa", [] { return std::string(nemocore::cpu::isa_name(nemocore::cpu::active_isa())); },
+        "The ISA level the CPU kernels run at: 'base', 'avx2' or 'avx512'.");
+  m.def("set_cpu_isa", &nemocore::cpu::set_isa, py::arg("name"),
+        "Run CPU kernels at a lower ISA level ('base', 'avx2', 'avx512'), e.g. to compare them.");
+  nemocore::bindings::register_causal_conv1d(m);
+}

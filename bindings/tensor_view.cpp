@@ -1,0 +1,107 @@
+#include "tensor_view.h"
+
+#include <pybind11/stl.h>
+
+#include <stdexcept>
+
+namespace py = pybind11;
+
+namespace nemocore::bindings {
+namespace {
+
+DType parse_dtype(const std::string& s, const char* name) {
+  static const std::pair<const char*, DType> table[] = {
+      {"torch.float32", DType::kFloat32},     {"torch.float16", DType::kFloat16},
+      {"torch.bfloat16", DType::kBFloat16},   {"torch.float64", DType::kFloat64},
+      {"torch.int32", DType::kInt32},         {"torch.int64", DType::kInt64},
+      {"torch.uint8", DType::kUInt8},         {"torch.int8", DType::kInt8},
+      {"torch.float8_e4m3fn", DType::kFloat8E4M3}, {"torch.float8_e5m2", DType::kFloat8E5M2},
+      {"torch.bool", DType::kBool},
+  };
+  for (const auto& [text, dtype] : table) {
+    if (s == text) return dtype;
+  }
+  throw std::invalid_argument(std::string(name) + ": unsupported dtype " + s);
+}
+
+std::string join(const std::vector<int64_t>& v) {
+  std::string out = "(";
+  for (size_t i = 0; i < v.size(); ++i) out += (i ? ", " : "") + std::to_string(v[i]);
+  return out + (v.size() == 1 ? ",)" : ")");
+}
+
+}  // namespace
+
+std::string TensorView::describe() const {
+  return join(shape) + " " + dtype_name(dtype) + " on " +
+         (is_cuda ? "cuda:" + std::to_string(device) : std::string("cpu"));
+}
+
+TensorView view_of(const py::handle& obj, const char* name) {
+  if (obj.is_none()) throw std::invalid_argument(std::string(name) + ": expected a tensor, got None");
+  if (!py::hasattr(obj, "data_ptr") || !py::hasattr(obj, "stride")) {
+    throw std::invalid_argument(std::string(name) + ": expected a torch.Tensor, got " +
+                                std::string(py::str(py::type::of(obj))));
+  }
+  TensorView v;
+  v.data = reinterpret_cast<void*>(obj.attr("data_ptr")().cast<uintptr_t>());
+  v.dtype = parse_dtype(py::str(obj.attr("dtype")), name);
+  v.shape = obj.attr("shape").cast<std::vector<int64_t>>();
+  v.strides = obj.attr("stride")().cast<std::vector<int64_t>>();
+  const py::object device = obj.attr("device");
+  const std::string type = py::str(device.attr("type"));
+  if (type == "cuda") {
+    v.is_cuda = true;
+    v.device = device.attr("index").cast<int>();
+  } else if (type != "cpu") {
+    throw std::invalid_argument(std::string(name) + ": tensors on '" + type +
+                                "' are not supported (use cpu or cuda)");
+  }
+  return v;
+}
+
+std::optional<TensorView> optional_view_of(const py::handle& obj, const char* name) {
+  if (obj.is_none()) return std::nullopt;
+  return view_of(obj, name);
+}
+
+void check(bool ok, const std::string& message) {
+  if (!ok) throw std::invalid_argument(message);
+}
+
+void check_shape(const TensorView& t, const char* name, const std::vector<int64_t>& shape) {
+  check(t.shape == shape, std::string(name) + ": expected shape " + join(shape) + ", got " +
+                              t.describe());
+}
+
+void check_dtype(const TensorView& t, const char* name, DType dtype) {
+  check(t.dtype == dtype, std::string(name) + ": expected dtype " + dtype_name(dtype) + ", got " +
+                              t.describe());
+}
+
+void check_float_dtype(const TensorView& t, const char* name) {
+  const bool ok = t.dtype == DType::kFloat32 || t.dtype == DType::kFloat16 ||
+                  t.dtype == DType::kBFloat16 || t.dtype == DType::kFloat64;
+  check(ok, std::string(name) + ": expected a float32, float16, bfloat16 or float64 tensor, got " +
+                t.describe());
+}
+
+void check_same_device(const TensorView& t, const char* name, const TensorView& ref,
+                       const char* ref_name) {
+  check(t.is_cuda == ref.is_cuda && t.device == ref.device,
+        std::string(name) + ": expected a tensor on the device of " + ref_name + ", got " +
+            t.describe() + " vs " + ref.describe());
+}
+
+void check_contiguous(const TensorView& t, const char* name) {
+  int64_t expected = 1;
+  for (int64_t i = t.dim() - 1; i >= 0; --i) {
+    if (t.size(i) != 1) {
+      check(t.stride(i) == expected, std::string(name) + ": expected a contiguous tensor, got " +
+                                         t.describe());
+    }
+    expected *= t.size(i);
+  }
+}
+
+}  // namespace nemocore::bindings

@@ -1,0 +1,15 @@
+// Entry points of the CPU kernels: each forwards to the ISA variant chosen at run time.
+// Adding a kernel: declare it in kernel_decls.h, add its source to NEMOCORE_CPU_KERNELS in
+// CMakeLists.txt, and forward it here.
+#include "cpu/common/isa.h"
+#include "cpu/kernel_decls.h"
+
+namespace nemocore::cpu {
+
+void causal_conv1d_fwd(const CausalConv1dFwdParams& p) { NEMOCORE_CPU_DISPATCH(causal_conv1d_fwd, p) }
+void causal_conv1d_bwd(const CausalConv1dBwdParams& p) { NEMOCORE_CPU_DISPATCH(causal_conv1d_bwd, p) }
+void causal_conv1d_update(const CausalConv1dUpdateParams& p) {
+  NEMOCORE_CPU_DISPATCH(causal_conv1d_update, p)
+}
+
+}  // namespace nemocore::cpu

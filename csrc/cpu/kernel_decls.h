@@ -1,0 +1,18 @@
+// The kernels that every ISA variant defines, declared once per variant namespace.
+#pragma once
+
+#include "cpu/common/isa.h"
+#include "nemocore/causal_conv1d.h"
+
+#define NEMOCORE_DECLARE_CPU_KERNELS(ns)                       \
+  namespace nemocore::cpu::ns {                                \
+  void causal_conv1d_fwd(const CausalConv1dFwdParams& p);      \
+  void causal_conv1d_bwd(const CausalConv1dBwdParams& p);      \
+  void causal_conv1d_update(const CausalConv1dUpdateParams& p); \
+  }
+
+NEMOCORE_DECLARE_CPU_KERNELS(base)
+#if NEMOCORE_CPU_X86
+NEMOCORE_DECLARE_CPU_KERNELS(avx2)
+NEMOCORE_DECLARE_CPU_KERNELS(avx512)
+#endif

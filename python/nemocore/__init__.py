@@ -1,0 +1,18 @@
+"""nemocore: kernels, models and decoding for hybrid Mamba-Transformer MoE language models.
+
+Layers of the package (see the README for the whole picture):
+
+- ``nemocore.ops``: the fast ops (torch custom ops over the C++/CUDA kernels in ``nemocore._C``),
+  usable under ``torch.compile`` and in training.
+- ``nemocore.ref``: pure-PyTorch references of every op, the ground truth in tests.
+- ``nemocore._rs``: the Rust core (tokenizer, grammar engine, scheduler as they land).
+"""
+
+# torch first: _C uses OpenMP, and loading torch first makes the dynamic loader hand _C the
+# OpenMP runtime torch already uses, so both share one thread pool.
+import torch  # noqa: F401
+
+from nemocore._version import __version__
+from nemocore import ops, ref
+
+__all__ = ["__version__", "ops", "ref"]

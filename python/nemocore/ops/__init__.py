@@ -1,0 +1,12 @@
+"""nemocore's ops: torch custom ops over the C++ (CPU) and CUDA kernels of ``nemocore._C``.
+
+Every op here has a fake implementation (so it traces under ``torch.compile``), an autograd
+formula where it is differentiable, device dispatch (CPU tensors run the C++ kernels with
+``torch.get_num_threads()`` threads, CUDA tensors run on torch's current stream), argument
+checks that name the bad argument, and a pure-PyTorch reference of the same name in
+``nemocore.ref``.
+"""
+
+from nemocore.ops.causal_conv1d import causal_conv1d_fn, causal_conv1d_update
+
+__all__ = ["causal_conv1d_fn", "causal_conv1d_update"]

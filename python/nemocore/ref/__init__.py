@@ -1,0 +1,9 @@
+"""Pure-PyTorch references of every op in ``nemocore.ops``, with the same names and signatures.
+
+They are written to be read (each follows its spec section step by step), not to be fast, and
+are the ground truth that tests compare the C++ and CUDA kernels against.
+"""
+
+from nemocore.ref.causal_conv1d import causal_conv1d_fn, causal_conv1d_update
+
+__all__ = ["causal_conv1d_fn", "causal_conv1d_update"]
