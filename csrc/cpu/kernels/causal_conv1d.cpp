@@ -23,15 +23,20 @@ namespace {
 constexpr int64_t kChannelBlock = 16;
 constexpr int64_t kTimeTile = 512;
 
+// Work items to aim for: enough to balance dozens of cores. Fixed rather than derived from the
+// thread count, so that the order of the weight-gradient sums, hence the bits of the result,
+// do not depend on how many threads run.
+constexpr int64_t kMinItems = 64;
+
 // How the (batch, channel, time) volume is cut into work items.
 struct Split {
   int64_t channel_blocks = 1, time_chunks = 1, chunk_len = 0;
 
-  Split(int64_t batch, int64_t dim, int64_t seqlen, int threads) {
+  Split(int64_t batch, int64_t dim, int64_t seqlen) {
     channel_blocks = ceil_div(dim, kChannelBlock);
     const int64_t rows = batch * channel_blocks;
-    // Cut time only when (batch, channel blocks) alone cannot keep every thread busy.
-    const int64_t want = 4 * static_cast<int64_t>(threads);
+    // Cut time only when (batch, channel blocks) alone give too few items.
+    const int64_t want = kMinItems;
     if (rows > 0 && rows < want && seqlen > kTimeTile) {
       time_chunks = std::min(ceil_div(want, rows), ceil_div(seqlen, kTimeTile));
     }
@@ -142,7 +147,7 @@ void forward_tile(const InputRow<T, A>& r, const A* w, A bias, bool act, int64_t
 
 template <typename T, typename A>
 void fwd_impl(const CausalConv1dFwdParams& p) {
-  const Split split(p.batch, p.dim, p.seqlen, p.num_threads);
+  const Split split(p.batch, p.dim, p.seqlen);
   const A* weight = static_cast<const A*>(p.weight);
   const A* bias = static_cast<const A*>(p.bias);
   const int64_t K = p.width;
@@ -176,7 +181,7 @@ void fwd_impl(const CausalConv1dFwdParams& p) {
 template <typename T, typename A>
 void bwd_impl(const CausalConv1dBwdParams& bp) {
   const CausalConv1dFwdParams& p = bp.fwd;
-  const Split split(p.batch, p.dim, p.seqlen, p.num_threads);
+  const Split split(p.batch, p.dim, p.seqlen);
   const A* weight = static_cast<const A*>(p.weight);
   const A* bias = static_cast<const A*>(p.bias);
   const int64_t K = p.width, L = p.seqlen, C = p.dim;
