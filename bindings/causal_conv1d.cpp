@@ -19,7 +19,9 @@ namespace nemocore::bindings {
 namespace {
 
 // Weights, biases and their gradients are float32, or float64 for float64 activations.
-DType weight_dtype_for(DType io) { return io == DType::kFloat64 ? DType::kFloat64 : DType::kFloat32; }
+DType weight_dtype_for(DType io) {
+  return io == DType::kFloat64 ? DType::kFloat64 : DType::kFloat32;
+}
 
 template <typename P>
 struct KernelFn {
@@ -54,8 +56,10 @@ struct Conv1dArgs {
 };
 
 // Checks shared by every entry point: x (b, C, L) and weight (C, K), bias (C,).
-Conv1dArgs check_conv_args(const py::handle& x_obj, const py::handle& w_obj, const py::handle& b_obj) {
-  Conv1dArgs a{view_of(x_obj, "x"), view_of(w_obj, "weight"), optional_view_of(b_obj, "bias"), 0, 0, 0, 0};
+Conv1dArgs check_conv_args(const py::handle& x_obj, const py::handle& w_obj,
+                           const py::handle& b_obj) {
+  Conv1dArgs a{
+      view_of(x_obj, "x"), view_of(w_obj, "weight"), optional_view_of(b_obj, "bias"), 0, 0, 0, 0};
   check(a.x.dim() == 3, "x: expected 3 dimensions (batch, dim, seqlen), got " + a.x.describe());
   check_float_dtype(a.x, "x");
   a.batch = a.x.size(0), a.dim = a.x.size(1), a.seqlen = a.x.size(2);
@@ -145,7 +149,8 @@ void causal_conv1d_bwd(const py::handle& x, const py::handle& weight, const py::
   const TensorView g = view_of(dout, "dout");
   check_io(g, "dout", a, a.seqlen);
   p.dout = g.data;
-  p.dout_batch_stride = g.stride(0), p.dout_dim_stride = g.stride(1), p.dout_seq_stride = g.stride(2);
+  p.dout_batch_stride = g.stride(0), p.dout_dim_stride = g.stride(1),
+  p.dout_seq_stride = g.stride(2);
   if (auto gf = optional_view_of(dfinal_states, "dfinal_states")) {
     check_io(*gf, "dfinal_states", a, a.width - 1);
     p.dfinal_states = gf->data;
@@ -198,7 +203,8 @@ void causal_conv1d_update(const py::handle& x, const py::handle& conv_state,
   const TensorView st = view_of(conv_state, "conv_state");
   check(st.dim() == 3 && st.size(1) == a.dim && st.size(2) >= a.width - 1,
         "conv_state: expected shape (batch, dim, state_len) with dim = " + std::to_string(a.dim) +
-            " and state_len >= width - 1 = " + std::to_string(a.width - 1) + ", got " + st.describe());
+            " and state_len >= width - 1 = " + std::to_string(a.width - 1) + ", got " +
+            st.describe());
   check_dtype(st, "conv_state", a.x.dtype);
   check_same_device(st, "conv_state", a.x, "x");
   CausalConv1dUpdateParams p;
@@ -216,8 +222,10 @@ void causal_conv1d_update(const py::handle& x, const py::handle& conv_state,
   p.cache_seqlens = batch_indices(cache_seqlens, "cache_seqlens", a);
   p.conv_state_indices = batch_indices(conv_state_indices, "conv_state_indices", a);
   check(p.conv_state_indices != nullptr || st.size(0) == a.batch,
-        "conv_state: expected batch size " + std::to_string(a.batch) + " (or pass "
-        "conv_state_indices), got " + st.describe());
+        "conv_state: expected batch size " + std::to_string(a.batch) +
+            " (or pass "
+            "conv_state_indices), got " +
+            st.describe());
   check(p.state_len > 0 || a.width == 1 || a.batch == 0,
         "conv_state: state_len must be positive, got " + st.describe());
   const TensorView o = view_of(out, "out");
@@ -242,9 +250,9 @@ void register_causal_conv1d(py::module_& m) {
         py::arg("silu"), py::arg("num_threads"), py::arg("stream"),
         "Causal depthwise conv1d backward into dx, dweight, dbias and dinitial_states.");
   m.def("causal_conv1d_update", &causal_conv1d_update, py::arg("x"), py::arg("conv_state"),
-        py::arg("weight"), py::arg("bias"), py::arg("cache_seqlens"),
-        py::arg("conv_state_indices"), py::arg("out"), py::arg("silu"), py::arg("num_threads"),
-        py::arg("stream"), "One decoding step of causal conv1d; rolls conv_state in place.");
+        py::arg("weight"), py::arg("bias"), py::arg("cache_seqlens"), py::arg("conv_state_indices"),
+        py::arg("out"), py::arg("silu"), py::arg("num_threads"), py::arg("stream"),
+        "One decoding step of causal conv1d; rolls conv_state in place.");
 }
 
 }  // namespace nemocore::bindings

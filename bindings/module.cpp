@@ -73,8 +73,9 @@ py::dict build_info() {
 PYBIND11_MODULE(_C, m) {
   m.doc() = "nemocore's C++/CUDA kernels. Use nemocore.ops, not this module.";
   m.def("build_info", &build_info, "What this build of _C contains (for `nemocore doctor`).");
-  m.def("cpu_isa", [] { return std::string(nemocore::cpu::isa_name(nemocore::cpu::active_isa())); },
-        "The ISA level the CPU kernels run at: 'base', 'avx2' or 'avx512'.");
+  m.def(
+      "cpu_isa", [] { return std::string(nemocore::cpu::isa_name(nemocore::cpu::active_isa())); },
+      "The ISA level the CPU kernels run at: 'base', 'avx2' or 'avx512'.");
   m.def("set_cpu_isa", &nemocore::cpu::set_isa, py::arg("name"),
         "Run CPU kernels at a lower ISA level ('base', 'avx2', 'avx512'), e.g. to compare them.");
   nemocore::bindings::register_causal_conv1d(m);

@@ -11,11 +11,16 @@ namespace {
 
 DType parse_dtype(const std::string& s, const char* name) {
   static const std::pair<const char*, DType> table[] = {
-      {"torch.float32", DType::kFloat32},     {"torch.float16", DType::kFloat16},
-      {"torch.bfloat16", DType::kBFloat16},   {"torch.float64", DType::kFloat64},
-      {"torch.int32", DType::kInt32},         {"torch.int64", DType::kInt64},
-      {"torch.uint8", DType::kUInt8},         {"torch.int8", DType::kInt8},
-      {"torch.float8_e4m3fn", DType::kFloat8E4M3}, {"torch.float8_e5m2", DType::kFloat8E5M2},
+      {"torch.float32", DType::kFloat32},
+      {"torch.float16", DType::kFloat16},
+      {"torch.bfloat16", DType::kBFloat16},
+      {"torch.float64", DType::kFloat64},
+      {"torch.int32", DType::kInt32},
+      {"torch.int64", DType::kInt64},
+      {"torch.uint8", DType::kUInt8},
+      {"torch.int8", DType::kInt8},
+      {"torch.float8_e4m3fn", DType::kFloat8E4M3},
+      {"torch.float8_e5m2", DType::kFloat8E5M2},
       {"torch.bool", DType::kBool},
   };
   for (const auto& [text, dtype] : table) {
@@ -38,7 +43,8 @@ std::string TensorView::describe() const {
 }
 
 TensorView view_of(const py::handle& obj, const char* name) {
-  if (obj.is_none()) throw std::invalid_argument(std::string(name) + ": expected a tensor, got None");
+  if (obj.is_none())
+    throw std::invalid_argument(std::string(name) + ": expected a tensor, got None");
   if (!py::hasattr(obj, "data_ptr") || !py::hasattr(obj, "stride")) {
     throw std::invalid_argument(std::string(name) + ": expected a torch.Tensor, got " +
                                 std::string(py::str(py::type::of(obj))));
@@ -70,13 +76,13 @@ void check(bool ok, const std::string& message) {
 }
 
 void check_shape(const TensorView& t, const char* name, const std::vector<int64_t>& shape) {
-  check(t.shape == shape, std::string(name) + ": expected shape " + join(shape) + ", got " +
-                              t.describe());
+  check(t.shape == shape,
+        std::string(name) + ": expected shape " + join(shape) + ", got " + t.describe());
 }
 
 void check_dtype(const TensorView& t, const char* name, DType dtype) {
-  check(t.dtype == dtype, std::string(name) + ": expected dtype " + dtype_name(dtype) + ", got " +
-                              t.describe());
+  check(t.dtype == dtype,
+        std::string(name) + ": expected dtype " + dtype_name(dtype) + ", got " + t.describe());
 }
 
 void check_float_dtype(const TensorView& t, const char* name) {
@@ -97,8 +103,8 @@ void check_contiguous(const TensorView& t, const char* name) {
   int64_t expected = 1;
   for (int64_t i = t.dim() - 1; i >= 0; --i) {
     if (t.size(i) != 1) {
-      check(t.stride(i) == expected, std::string(name) + ": expected a contiguous tensor, got " +
-                                         t.describe());
+      check(t.stride(i) == expected,
+            std::string(name) + ": expected a contiguous tensor, got " + t.describe());
     }
     expected *= t.size(i);
   }

@@ -34,8 +34,13 @@ def _seed():
     torch.manual_seed(0)
 
 
-def assert_close_to_truth(out: torch.Tensor, truth: torch.Tensor, lowp: torch.Tensor,
-                          factor: float = 2.0, atol: float = 1e-6) -> None:
+def assert_close_to_truth(
+    out: torch.Tensor,
+    truth: torch.Tensor,
+    lowp: torch.Tensor,
+    factor: float = 2.0,
+    atol: float = 1e-6,
+) -> None:
     """Low-precision check (kernels.md 0): the kernel's error against a float64 truth must be
     at most ``factor`` times the error of plain PyTorch computing the same function in the
     low precision (``lowp``), plus ``atol``."""

@@ -6,8 +6,12 @@
 
 namespace nemocore::cpu {
 
-void causal_conv1d_fwd(const CausalConv1dFwdParams& p) { NEMOCORE_CPU_DISPATCH(causal_conv1d_fwd, p) }
-void causal_conv1d_bwd(const CausalConv1dBwdParams& p) { NEMOCORE_CPU_DISPATCH(causal_conv1d_bwd, p) }
+void causal_conv1d_fwd(const CausalConv1dFwdParams& p) {
+  NEMOCORE_CPU_DISPATCH(causal_conv1d_fwd, p)
+}
+void causal_conv1d_bwd(const CausalConv1dBwdParams& p) {
+  NEMOCORE_CPU_DISPATCH(causal_conv1d_bwd, p)
+}
 void causal_conv1d_update(const CausalConv1dUpdateParams& p) {
   NEMOCORE_CPU_DISPATCH(causal_conv1d_update, p)
 }

@@ -4,10 +4,10 @@
 #include "cpu/common/isa.h"
 #include "nemocore/causal_conv1d.h"
 
-#define NEMOCORE_DECLARE_CPU_KERNELS(ns)                       \
-  namespace nemocore::cpu::ns {                                \
-  void causal_conv1d_fwd(const CausalConv1dFwdParams& p);      \
-  void causal_conv1d_bwd(const CausalConv1dBwdParams& p);      \
+#define NEMOCORE_DECLARE_CPU_KERNELS(ns)                        \
+  namespace nemocore::cpu::ns {                                 \
+  void causal_conv1d_fwd(const CausalConv1dFwdParams& p);       \
+  void causal_conv1d_bwd(const CausalConv1dBwdParams& p);       \
   void causal_conv1d_update(const CausalConv1dUpdateParams& p); \
   }
 

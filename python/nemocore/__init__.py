@@ -12,7 +12,7 @@ Layers of the package (see the README for the whole picture):
 # OpenMP runtime torch already uses, so both share one thread pool.
 import torch  # noqa: F401
 
-from nemocore._version import __version__
 from nemocore import ops, ref
+from nemocore._version import __version__
 
 __all__ = ["__version__", "ops", "ref"]

@@ -18,27 +18,31 @@ _REBUILD = (
 )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def kernels() -> ModuleType:
     """The ``nemocore._C`` extension module."""
     try:
         from nemocore import _C
     except ImportError as e:
-        raise ImportError(f"nemocore._C (the C++/CUDA kernels) could not be loaded: {e}. {_REBUILD}") from e
+        raise ImportError(
+            f"nemocore._C (the C++/CUDA kernels) could not be loaded: {e}. {_REBUILD}"
+        ) from e
     return _C
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def rust() -> ModuleType:
     """The ``nemocore._rs`` extension module."""
     try:
         from nemocore import _rs
     except ImportError as e:
-        raise ImportError(f"nemocore._rs (the Rust core) could not be loaded: {e}. {_REBUILD}") from e
+        raise ImportError(
+            f"nemocore._rs (the Rust core) could not be loaded: {e}. {_REBUILD}"
+        ) from e
     return _rs
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def has_cuda_kernels() -> bool:
     """Whether ``_C`` was compiled with CUDA kernels."""
     return bool(kernels().build_info()["cuda"])

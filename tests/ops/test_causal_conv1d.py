@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import assert_close_to_truth, requires_cuda
 
+from conftest import assert_close_to_truth, requires_cuda
 from nemocore import _native, ops, ref
 
 # (batch, dim, seqlen, width): length 1, shorter than the width, not a multiple of the 512-step
@@ -57,8 +57,12 @@ def packed_seq_idx(batch, length, device, lengths=(5, 1, 600, 3)):
 def test_forward_matches_reference(device, shape, activation, dtype):
     x, w, b = make_inputs(shape, dtype, device)
     y = ops.causal_conv1d_fn(x, w, b, activation=activation)
-    torch.testing.assert_close(y, ref.causal_conv1d_fn(x, w, b, activation=activation),
-                               rtol=EXACT[dtype], atol=EXACT[dtype])
+    torch.testing.assert_close(
+        y,
+        ref.causal_conv1d_fn(x, w, b, activation=activation),
+        rtol=EXACT[dtype],
+        atol=EXACT[dtype],
+    )
 
 
 def test_reference_matches_conv1d_definition():
@@ -105,20 +109,22 @@ def test_weight_dtypes_are_cast(device):
 def test_initial_and_final_states(device, shape):
     x, w, b = make_inputs(shape, torch.float64, device)
     init = torch.randn(shape[0], shape[1], shape[3] - 1, dtype=torch.float64, device=device)
-    y, fin = ops.causal_conv1d_fn(x, w, b, initial_states=init, return_final_states=True,
-                                  activation="silu")
-    y_ref, fin_ref = ref.causal_conv1d_fn(x, w, b, initial_states=init,
-                                          return_final_states=True, activation="silu")
+    y, fin = ops.causal_conv1d_fn(
+        x, w, b, initial_states=init, return_final_states=True, activation="silu"
+    )
+    y_ref, fin_ref = ref.causal_conv1d_fn(
+        x, w, b, initial_states=init, return_final_states=True, activation="silu"
+    )
     torch.testing.assert_close(y, y_ref)
     torch.testing.assert_close(fin, fin_ref)
     # The final states are the last K-1 inputs of [initial_states ; x].
-    torch.testing.assert_close(fin, torch.cat([init, x], -1)[..., -(shape[3] - 1):])
+    torch.testing.assert_close(fin, torch.cat([init, x], -1)[..., -(shape[3] - 1) :])
 
 
 def test_final_states_out(device):
     x, w, b = make_inputs((2, 8, 30, 4), torch.float32, device)
     buf = torch.zeros(2, 8, 3, device=device)
-    y, fin = ops.causal_conv1d_fn(x, w, b, final_states_out=buf)
+    _y, fin = ops.causal_conv1d_fn(x, w, b, final_states_out=buf)
     assert fin is buf
     torch.testing.assert_close(buf, x[..., -3:])
 
@@ -139,8 +145,12 @@ def test_packed_sequences_equal_separate_runs(device, dtype):
     for start, end in _runs(seq[0].tolist()):
         alone = ops.causal_conv1d_fn(x[..., start:end], w, b, activation="silu")
         torch.testing.assert_close(y[..., start:end], alone, rtol=EXACT[dtype], atol=EXACT[dtype])
-    torch.testing.assert_close(y, ref.causal_conv1d_fn(x, w, b, seq_idx=seq, activation="silu"),
-                               rtol=EXACT[dtype], atol=EXACT[dtype])
+    torch.testing.assert_close(
+        y,
+        ref.causal_conv1d_fn(x, w, b, seq_idx=seq, activation="silu"),
+        rtol=EXACT[dtype],
+        atol=EXACT[dtype],
+    )
 
 
 def _runs(ids):
@@ -157,8 +167,9 @@ def _grads(impl, x, w, b, init, seq, activation, with_final):
             t.grad = None
     kwargs = dict(seq_idx=seq, activation=activation)
     if with_final:
-        y, fin = impl.causal_conv1d_fn(x, w, b, initial_states=init, return_final_states=True,
-                                       **kwargs)
+        y, fin = impl.causal_conv1d_fn(
+            x, w, b, initial_states=init, return_final_states=True, **kwargs
+        )
         loss = (y.sin() * 1.7).sum() + (fin * fin).sum()
     else:
         y = impl.causal_conv1d_fn(x, w, b, initial_states=init, **kwargs)
@@ -221,8 +232,9 @@ def test_gradcheck_float64(mode):
         bb = next(it) if b is not None else None
         ii = next(it) if init is not None else None
         if ii is not None:
-            return ops.causal_conv1d_fn(xx, ww, bb, initial_states=ii, return_final_states=True,
-                                        activation="silu")
+            return ops.causal_conv1d_fn(
+                xx, ww, bb, initial_states=ii, return_final_states=True, activation="silu"
+            )
         return ops.causal_conv1d_fn(xx, ww, bb, seq_idx=seq, activation="silu")
 
     assert torch.autograd.gradcheck(fn, inputs)
@@ -249,10 +261,13 @@ def test_isa_variants_agree(isa):
         C.set_cpu_isa(best)
     torch.testing.assert_close(y, ref.causal_conv1d_fn(x, w, b, seq_idx=seq, activation="silu"))
     xr = x.detach().requires_grad_()
-    (gr,) = torch.autograd.grad(ref.causal_conv1d_fn(xr, w, b, seq_idx=seq, activation="silu").sum(), xr)
+    (gr,) = torch.autograd.grad(
+        ref.causal_conv1d_fn(xr, w, b, seq_idx=seq, activation="silu").sum(), xr
+    )
     torch.testing.assert_close(gx, gr)
-    torch.testing.assert_close(yh, ref.causal_conv1d_fn(x.detach().half(), w, b, activation="silu"),
-                               rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(
+        yh, ref.causal_conv1d_fn(x.detach().half(), w, b, activation="silu"), rtol=1e-3, atol=1e-3
+    )
 
 
 def test_thread_count_does_not_change_results():
@@ -282,7 +297,7 @@ def test_torch_compile_fullgraph():
         y, fin = ops.causal_conv1d_fn(x, w, b, return_final_states=True, activation="silu")
         return y * 2 + 1, fin
 
-    y, fin = f(x, w, b)
+    y, _fin = f(x, w, b)
     y.sum().backward()
     torch.testing.assert_close(y, ops.causal_conv1d_fn(x, w, b, activation="silu") * 2 + 1)
     xr = x.detach().requires_grad_()
@@ -292,19 +307,22 @@ def test_torch_compile_fullgraph():
 
 def test_torch_compile_inductor():
     x, w, b = make_inputs((2, 16, 64, 4), torch.float32, "cpu")
-    f = torch.compile(lambda x: ops.causal_conv1d_fn(x, w, b, activation="silu").relu(),
-                      fullgraph=True)
+    f = torch.compile(
+        lambda x: ops.causal_conv1d_fn(x, w, b, activation="silu").relu(), fullgraph=True
+    )
     torch.testing.assert_close(f(x), ops.causal_conv1d_fn(x, w, b, activation="silu").relu())
 
 
 def test_opcheck():
     x, w, b = make_inputs((2, 8, 20, 4), torch.float32, "cpu")
     init = torch.randn(2, 8, 3)
-    torch.library.opcheck(torch.ops.nemocore.causal_conv1d_fwd.default,
-                          (x, w, b, None, init, True, True))
+    torch.library.opcheck(
+        torch.ops.nemocore.causal_conv1d_fwd.default, (x, w, b, None, init, True, True)
+    )
     state = torch.randn(2, 8, 4)
-    torch.library.opcheck(torch.ops.nemocore.causal_conv1d_update.default,
-                          (x[..., :2], state, w, b, None, None, True))
+    torch.library.opcheck(
+        torch.ops.nemocore.causal_conv1d_update.default, (x[..., :2], state, w, b, None, None, True)
+    )
 
 
 # ---- decode-time update ----------------------------------------------------------------------
@@ -317,18 +335,19 @@ def test_prefill_then_update_equals_full_run(device, state_len, step, dtype):
     b, c, k, prefix, total = 2, 24, 4, 13, 33
     x, w, bias = make_inputs((b, c, total, k), dtype, device)
     full = ops.causal_conv1d_fn(x, w, bias, activation="silu")
-    out, fin = ops.causal_conv1d_fn(x[..., :prefix], w, bias, return_final_states=True,
-                                    activation="silu")
+    out, fin = ops.causal_conv1d_fn(
+        x[..., :prefix], w, bias, return_final_states=True, activation="silu"
+    )
     state = torch.zeros(b, c, state_len, dtype=dtype, device=device)
-    state[..., -(k - 1):] = fin
+    state[..., -(k - 1) :] = fin
     outs = [out]
     for t in range(prefix, total, step):
-        chunk = x[..., t:t + step]
+        chunk = x[..., t : t + step]
         arg = chunk[..., 0] if step == 1 else chunk
         y = ops.causal_conv1d_update(arg, state, w, bias, activation="silu")
         outs.append(y.unsqueeze(-1) if step == 1 else y)
     torch.testing.assert_close(torch.cat(outs, -1), full, rtol=EXACT[dtype], atol=EXACT[dtype])
-    torch.testing.assert_close(state, x[..., total - state_len:])
+    torch.testing.assert_close(state, x[..., total - state_len :])
 
 
 def test_update_matches_reference_with_circular_buffer_and_indices(device):
@@ -338,10 +357,12 @@ def test_update_matches_reference_with_circular_buffer_and_indices(device):
     seqlens = torch.tensor([0, 7, 4], dtype=torch.int32, device=device)
     index = torch.tensor([4, -1, 1], dtype=torch.int32, device=device)
     s_ops, s_ref = state.clone(), state.clone()
-    y = ops.causal_conv1d_update(x, s_ops, w, bias, "silu", cache_seqlens=seqlens,
-                                 conv_state_indices=index)
-    y_ref = ref.causal_conv1d_update(x, s_ref, w, bias, "silu", cache_seqlens=seqlens,
-                                     conv_state_indices=index)
+    y = ops.causal_conv1d_update(
+        x, s_ops, w, bias, "silu", cache_seqlens=seqlens, conv_state_indices=index
+    )
+    y_ref = ref.causal_conv1d_update(
+        x, s_ref, w, bias, "silu", cache_seqlens=seqlens, conv_state_indices=index
+    )
     torch.testing.assert_close(y, y_ref)
     torch.testing.assert_close(s_ops, s_ref)
     assert torch.equal(y[1], torch.zeros_like(y[1]))  # padded row
@@ -366,8 +387,9 @@ def test_update_under_compile():
     s1, s2 = torch.randn(2, 8, 3), None
     s2 = s1.clone()
     f = torch.compile(ops.causal_conv1d_update, fullgraph=True, backend="aot_eager")
-    torch.testing.assert_close(f(x[..., 0], s1, w, b, "silu"),
-                               ops.causal_conv1d_update(x[..., 0], s2, w, b, "silu"))
+    torch.testing.assert_close(
+        f(x[..., 0], s1, w, b, "silu"), ops.causal_conv1d_update(x[..., 0], s2, w, b, "silu")
+    )
     torch.testing.assert_close(s1, s2)
 
 
@@ -382,17 +404,34 @@ def test_update_under_compile():
         (lambda x, w: ops.causal_conv1d_fn(x, w[:3]), ValueError, "weight: expected shape"),
         (lambda x, w: ops.causal_conv1d_fn(x, w, torch.zeros(5)), ValueError, "bias"),
         (lambda x, w: ops.causal_conv1d_fn(x, w, activation="gelu"), ValueError, "activation"),
-        (lambda x, w: ops.causal_conv1d_fn(x, w, initial_states=torch.zeros(2, 8, 2)),
-         ValueError, "initial_states"),
-        (lambda x, w: ops.causal_conv1d_fn(x, w, seq_idx=torch.zeros(2, 9, dtype=torch.int32)),
-         ValueError, "seq_idx"),
-        (lambda x, w: ops.causal_conv1d_fn(x, w, seq_idx=torch.zeros(2, 10).int(),
-                                           return_final_states=True), ValueError, "seq_idx"),
+        (
+            lambda x, w: ops.causal_conv1d_fn(x, w, initial_states=torch.zeros(2, 8, 2)),
+            ValueError,
+            "initial_states",
+        ),
+        (
+            lambda x, w: ops.causal_conv1d_fn(x, w, seq_idx=torch.zeros(2, 9, dtype=torch.int32)),
+            ValueError,
+            "seq_idx",
+        ),
+        (
+            lambda x, w: ops.causal_conv1d_fn(
+                x, w, seq_idx=torch.zeros(2, 10).int(), return_final_states=True
+            ),
+            ValueError,
+            "seq_idx",
+        ),
         (lambda x, w: ops.causal_conv1d_fn("x", w), TypeError, "x: expected a torch.Tensor"),
-        (lambda x, w: ops.causal_conv1d_update(x, torch.zeros(2, 8, 2), w), ValueError,
-         "conv_state"),
-        (lambda x, w: ops.causal_conv1d_update(x[..., 0], torch.zeros(3, 8, 3), w), ValueError,
-         "conv_state"),
+        (
+            lambda x, w: ops.causal_conv1d_update(x, torch.zeros(2, 8, 2), w),
+            ValueError,
+            "conv_state",
+        ),
+        (
+            lambda x, w: ops.causal_conv1d_update(x[..., 0], torch.zeros(3, 8, 3), w),
+            ValueError,
+            "conv_state",
+        ),
     ],
 )
 def test_bad_input_raises_named_error(call, error, match):
@@ -409,14 +448,16 @@ def test_native_layer_checks_too():
         C.causal_conv1d_fwd(x, w, None, None, None, torch.empty(2, 8, 9), None, False, 1, 0)
     with pytest.raises(ValueError, match="weight: expected dtype float32"):
         C.causal_conv1d_fwd(x, w.double(), None, None, None, torch.empty_like(x), None, False, 1, 0)
-    with pytest.raises(ValueError, match="x: expected a torch.Tensor"):
+    with pytest.raises(ValueError, match=r"x: expected a torch\.Tensor"):
         C.causal_conv1d_fwd(1, w, None, None, None, x, None, False, 1, 0)
 
 
 def test_meta_tensors_give_shapes():
     x, w, _ = make_inputs((2, 8, 10, 4), torch.float32, "meta")
     y, fin = ops.causal_conv1d_fn(x, w, return_final_states=True)
-    assert y.device.type == "meta" and y.shape == x.shape and fin.shape == (2, 8, 3)
+    assert y.device.type == "meta"
+    assert y.shape == x.shape
+    assert fin.shape == (2, 8, 3)
 
 
 @pytest.mark.skipif(_native.has_cuda_kernels(), reason="checks the error of a build without CUDA")
@@ -432,6 +473,8 @@ def test_cuda_matches_cpu(dtype):
     x, w, b = make_inputs((4, 96, 2100, 4), dtype, "cpu")
     seq = packed_seq_idx(4, 2100, "cpu")
     y_cpu = ops.causal_conv1d_fn(x, w, b, seq_idx=seq, activation="silu")
-    y_gpu = ops.causal_conv1d_fn(x.cuda(), w.cuda(), b.cuda(), seq_idx=seq.cuda(), activation="silu")
+    y_gpu = ops.causal_conv1d_fn(
+        x.cuda(), w.cuda(), b.cuda(), seq_idx=seq.cuda(), activation="silu"
+    )
     tol = 1e-5 if dtype == torch.float32 else 1e-2
     torch.testing.assert_close(y_gpu.cpu(), y_cpu, rtol=tol, atol=tol)

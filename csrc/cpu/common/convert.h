@@ -70,7 +70,7 @@ inline f16 float_to_f16(float f) {
   const uint32_t u = float_to_bits(f);
   const uint16_t sign = static_cast<uint16_t>((u >> 16) & 0x8000u);
   const uint32_t au = u & 0x7fffffffu;
-  if (au > 0x7f800000u) return f16{static_cast<uint16_t>(sign | 0x7e00u)};  // NaN
+  if (au > 0x7f800000u) return f16{static_cast<uint16_t>(sign | 0x7e00u)};   // NaN
   if (au >= 0x477ff000u) return f16{static_cast<uint16_t>(sign | 0x7c00u)};  // rounds to inf
   if (au < 0x38800000u) {
     // Result is subnormal (or zero) in fp16: scale so the fp32 rounding does the work.
@@ -85,24 +85,40 @@ inline f16 float_to_f16(float f) {
 
 // to_acc / from_acc: widen a stored element to the compute type A, and round back.
 template <typename A>
-inline A to_acc(float v) { return static_cast<A>(v); }
+inline A to_acc(float v) {
+  return static_cast<A>(v);
+}
 template <typename A>
-inline A to_acc(double v) { return static_cast<A>(v); }
+inline A to_acc(double v) {
+  return static_cast<A>(v);
+}
 template <typename A>
-inline A to_acc(bf16 v) { return static_cast<A>(bf16_to_float(v)); }
+inline A to_acc(bf16 v) {
+  return static_cast<A>(bf16_to_float(v));
+}
 template <typename A>
-inline A to_acc(f16 v) { return static_cast<A>(f16_to_float(v)); }
+inline A to_acc(f16 v) {
+  return static_cast<A>(f16_to_float(v));
+}
 
 template <typename T, typename A>
 inline T from_acc(A v);
 template <>
-inline float from_acc<float, float>(float v) { return v; }
+inline float from_acc<float, float>(float v) {
+  return v;
+}
 template <>
-inline double from_acc<double, double>(double v) { return v; }
+inline double from_acc<double, double>(double v) {
+  return v;
+}
 template <>
-inline bf16 from_acc<bf16, float>(float v) { return float_to_bf16(v); }
+inline bf16 from_acc<bf16, float>(float v) {
+  return float_to_bf16(v);
+}
 template <>
-inline f16 from_acc<f16, float>(float v) { return float_to_f16(v); }
+inline f16 from_acc<f16, float>(float v) {
+  return float_to_f16(v);
+}
 
 // Strided gather into a contiguous compute-type buffer; the stride-1 case vectorises.
 template <typename T, typename A>

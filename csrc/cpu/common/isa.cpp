@@ -27,8 +27,8 @@ Isa detect() {
 #if NEMOCORE_CPU_X86
   __builtin_cpu_init();
   const bool avx2 = cpu_has("avx2") && cpu_has("fma") && cpu_has("f16c");
-  const bool avx512 = avx2 && cpu_has("avx512f") && cpu_has("avx512bw") &&
-                      cpu_has("avx512vl") && cpu_has("avx512dq");
+  const bool avx512 = avx2 && cpu_has("avx512f") && cpu_has("avx512bw") && cpu_has("avx512vl") &&
+                      cpu_has("avx512dq");
   if (avx512) return Isa::kAvx512;
   if (avx2) return Isa::kAvx2;
 #endif
@@ -81,8 +81,8 @@ void set_isa(const std::string& name) {
   const Isa want = parse(name);
   if (want > best_supported_isa()) {
     throw std::invalid_argument(std::string("CPU ISA level '") + name +
-                                "' is not available here (best: " +
-                                isa_name(best_supported_isa()) + ")");
+                                "' is not available here (best: " + isa_name(best_supported_isa()) +
+                                ")");
   }
   active_slot().store(static_cast<int>(want), std::memory_order_relaxed);
 }
@@ -90,8 +90,8 @@ void set_isa(const std::string& name) {
 std::string cpu_feature_string() {
   std::string out;
 #if NEMOCORE_CPU_X86
-  for (const char* f : {"avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512dq",
-                        "avx512bf16"}) {
+  for (const char* f :
+       {"avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512bf16"}) {
     if (cpu_has(f)) out += (out.empty() ? "" : " ") + std::string(f);
   }
 #endif

@@ -33,11 +33,11 @@ std::string cpu_feature_string();
 
 // Calls the ISA variant of `fn` that active_isa() selects.
 #if NEMOCORE_CPU_X86
-#define NEMOCORE_CPU_DISPATCH(fn, ...)                                   \
-  switch (::nemocore::cpu::active_isa()) {                               \
-    case ::nemocore::cpu::Isa::kAvx512: return avx512::fn(__VA_ARGS__);  \
-    case ::nemocore::cpu::Isa::kAvx2: return avx2::fn(__VA_ARGS__);      \
-    default: return base::fn(__VA_ARGS__);                               \
+#define NEMOCORE_CPU_DISPATCH(fn, ...)                                  \
+  switch (::nemocore::cpu::active_isa()) {                              \
+    case ::nemocore::cpu::Isa::kAvx512: return avx512::fn(__VA_ARGS__); \
+    case ::nemocore::cpu::Isa::kAvx2: return avx2::fn(__VA_ARGS__);     \
+    default: return base::fn(__VA_ARGS__);                              \
   }
 #else
 #define NEMOCORE_CPU_DISPATCH(fn, ...) return base::fn(__VA_ARGS__);

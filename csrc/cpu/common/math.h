@@ -14,7 +14,14 @@ namespace nemocore::cpu {
 inline float exp_f32(float x) {
   // exp(-87.3) ~ 1e-38 is the last normal result; exp(88.72) ~ FLT_MAX.
   const float xc = x < -87.3f ? -87.3f : (x > 88.72f ? 88.72f : x);
-  const float n = std::nearbyint(xc * 1.44269504088896341f);
+  // n = round(x / ln2) by the magic-number trick (adding 1.5 * 2^23 rounds to an integer in
+  // the low mantissa bits), which vectorises where std::nearbyint would be a library call.
+  const float magic = 12582912.0f;
+  const float shifted = xc * 1.44269504088896341f + magic;
+  const float n = shifted - magic;
+  int32_t ni;
+  std::memcpy(&ni, &shifted, 4);
+  ni -= 0x4b400000;                       // the bits of `magic`
   float r = xc - n * 0.693145751953125f;  // ln2 split in two parts: n * hi is exact
   r = r - n * 1.428606765330187045e-06f;
   float p = 1.9875691500e-4f;
@@ -25,31 +32,37 @@ inline float exp_f32(float x) {
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
   // 2^n as two factors so each stays a normal float for n in [-126, 128].
-  const int32_t ni = static_cast<int32_t>(n);
-  const int32_t n1 = ni / 2;
+  const int32_t n1 = ni >> 1;
   const int32_t bits1 = (n1 + 127) << 23;
   const int32_t bits2 = (ni - n1 + 127) << 23;
   float s1, s2;
   std::memcpy(&s1, &bits1, 4);
   std::memcpy(&s2, &bits2, 4);
   float y = p * s1 * s2;
-  if (x < -87.3f) y = 0.0f;  // below FLT_MIN: flushed to zero
-  if (x > 88.72f) y = INFINITY;
-  if (x != x) y = x;  // NaN propagates
-  return y;
+  y = x < -87.3f ? 0.0f : y;  // below FLT_MIN: flushed to zero
+  y = x > 88.72f ? INFINITY : y;
+  return x != x ? x : y;  // NaN propagates
 }
 
 template <typename A>
 inline A exp_acc(A x);
 template <>
-inline float exp_acc<float>(float x) { return exp_f32(x); }
+inline float exp_acc<float>(float x) {
+  return exp_f32(x);
+}
 template <>
-inline double exp_acc<double>(double x) { return std::exp(x); }
+inline double exp_acc<double>(double x) {
+  return std::exp(x);
+}
 
 template <typename A>
-inline A sigmoid(A x) { return A(1) / (A(1) + exp_acc<A>(-x)); }
+inline A sigmoid(A x) {
+  return A(1) / (A(1) + exp_acc<A>(-x));
+}
 
 template <typename A>
-inline A silu(A x) { return x * sigmoid<A>(x); }
+inline A silu(A x) {
+  return x * sigmoid<A>(x);
+}
 
 }  // namespace nemocore::cpu

@@ -93,10 +93,14 @@ struct InputRow {
 template <typename T, typename A>
 InputRow<T, A> input_row(const CausalConv1dFwdParams& p, int64_t b, int64_t c) {
   InputRow<T, A> r{row<T>(p.x, b, c, p.x_batch_stride, p.x_dim_stride, p.x_seq_stride),
-                   nullptr, 0, nullptr, 0, p.width};
+                   nullptr,
+                   0,
+                   nullptr,
+                   0,
+                   p.width};
   if (p.initial_states) {
-    r.init = static_cast<const T*>(p.initial_states) + b * p.init_batch_stride +
-             c * p.init_dim_stride;
+    r.init =
+        static_cast<const T*>(p.initial_states) + b * p.init_batch_stride + c * p.init_dim_stride;
     r.init_stride = p.init_seq_stride;
   }
   if (p.seq_idx) {
@@ -116,7 +120,8 @@ void conv_tile(const A* in, const int32_t* ids, const A* w, A bias, int64_t K, i
     if (ids == nullptr) {
       for (int64_t i = 0; i < n; ++i) pre[i] += wk * in[i + k];
     } else {
-      for (int64_t i = 0; i < n; ++i) pre[i] += ids[i + k] == ids[i + K - 1] ? wk * in[i + k] : A(0);
+      for (int64_t i = 0; i < n; ++i)
+        pre[i] += ids[i + k] == ids[i + K - 1] ? wk * in[i + k] : A(0);
     }
   }
 }
@@ -127,8 +132,12 @@ struct Scratch {
   std::vector<A> in, pre, dy, dp, acc;
   std::vector<int32_t> ids;
   explicit Scratch(int64_t K)
-      : in(kTimeTile + 2 * K), pre(kTimeTile + K), dy(kTimeTile + K), dp(kTimeTile + 2 * K),
-        acc(kTimeTile + K), ids(kTimeTile + 2 * K) {}
+      : in(kTimeTile + 2 * K),
+        pre(kTimeTile + K),
+        dy(kTimeTile + K),
+        dp(kTimeTile + 2 * K),
+        acc(kTimeTile + K),
+        ids(kTimeTile + 2 * K) {}
 };
 
 // Forward of positions [t0, t0 + n) of one row, into s.pre (activation applied).
@@ -201,8 +210,8 @@ void bwd_impl(const CausalConv1dBwdParams& bp) {
     Scratch<A> s(K);
     for (int64_t c = cb * kChannelBlock; c < std::min(C, (cb + 1) * kChannelBlock); ++c) {
       const auto in = input_row<T, A>(p, b, c);
-      const auto dout = row<T>(bp.dout, b, c, bp.dout_batch_stride, bp.dout_dim_stride,
-                               bp.dout_seq_stride);
+      const auto dout =
+          row<T>(bp.dout, b, c, bp.dout_batch_stride, bp.dout_dim_stride, bp.dout_seq_stride);
       const A* w = weight + c * K;
       const A bc = bias ? bias[c] : A(0);
       A* dw = dw_partial.data() + ((b * split.time_chunks + tc) * C + c) * K;
@@ -262,8 +271,9 @@ void bwd_impl(const CausalConv1dBwdParams& bp) {
           for (int64_t i = 0; i < n; ++i) {
             const int64_t j = e0 + i - (L - (K - 1));
             if (j >= 0) {
-              dxe[i] += to_acc<A>(static_cast<const T*>(bp.dfinal_states)[
-                  b * bp.dfinal_batch_stride + c * bp.dfinal_dim_stride + j * bp.dfinal_seq_stride]);
+              dxe[i] += to_acc<A>(static_cast<const T*>(
+                  bp.dfinal_states)[b * bp.dfinal_batch_stride + c * bp.dfinal_dim_stride +
+                                    j * bp.dfinal_seq_stride]);
             }
           }
         }
@@ -275,8 +285,8 @@ void bwd_impl(const CausalConv1dBwdParams& bp) {
           store_row<T, A>(dxe, nneg, &di[e0 + K - 1], di.stride);
         }
         if (n > nneg) {
-          const auto dx = row<T>(bp.dx, b, c, bp.dx_batch_stride, bp.dx_dim_stride,
-                                 bp.dx_seq_stride);
+          const auto dx =
+              row<T>(bp.dx, b, c, bp.dx_batch_stride, bp.dx_dim_stride, bp.dx_seq_stride);
           store_row<T, A>(dxe + nneg, n - nneg, &dx[e0 + nneg], dx.stride);
         }
         // dweight and dbias from the outputs this tile owns: u in [e0, e0 + n), u >= 0.
@@ -321,35 +331,58 @@ void bwd_impl(const CausalConv1dBwdParams& bp) {
   });
 }
 
+// Decode steps touch a few values per channel, so the update vectorises across channels:
+// each item gathers a block of channels into time-major buffers, runs the taps over the
+// channel axis, and scatters back.
+constexpr int64_t kUpdateBlock = 64;
+
 template <typename T, typename A>
 void update_impl(const CausalConv1dUpdateParams& p) {
   const int64_t K = p.width, S = p.state_len, s_len = p.seqlen;
   const A* weight = static_cast<const A*>(p.weight);
   const A* bias = static_cast<const A*>(p.bias);
-  const int64_t blocks = ceil_div(p.dim, kChannelBlock);
+  const int64_t blocks = ceil_div(p.dim, kUpdateBlock);
   parallel_for(p.batch * blocks, p.num_threads, [&](int64_t item) {
-    const int64_t b = item / blocks, cb = item % blocks;
+    const int64_t b = item / blocks, c0 = (item % blocks) * kUpdateBlock;
+    const int64_t nc = std::min(kUpdateBlock, p.dim - c0);
     const int64_t slot = p.conv_state_indices ? p.conv_state_indices[b] : b;
     if (slot < 0) return;  // a padded row of a continuous batch
     const int64_t written = p.cache_seqlens ? p.cache_seqlens[b] : 0;
-    std::vector<A> window(static_cast<size_t>(K - 1 + s_len)), out(static_cast<size_t>(s_len));
-    for (int64_t c = cb * kChannelBlock; c < std::min(p.dim, (cb + 1) * kChannelBlock); ++c) {
+    // win[j][ch]: the last K-1 inputs, then the new tokens; wt[k][ch]: the taps.
+    std::vector<A> win(static_cast<size_t>((K - 1 + s_len) * nc)), wt(static_cast<size_t>(K * nc));
+    std::vector<A> out(static_cast<size_t>(s_len * nc));
+    for (int64_t ch = 0; ch < nc; ++ch) {
+      const int64_t c = c0 + ch;
       const auto st = row<T>(p.conv_state, slot, c, p.state_batch_stride, p.state_dim_stride,
                              p.state_seq_stride);
       const auto x = row<T>(p.x, b, c, p.x_batch_stride, p.x_dim_stride, p.x_seq_stride);
-      // window = [the last K-1 inputs ; the new tokens], read before the state is written.
       for (int64_t j = 0; j < K - 1; ++j) {
-        const int64_t col = p.cache_seqlens ? ((written - (K - 1) + j) % S + S) % S : S - (K - 1) + j;
-        window[j] = to_acc<A>(st[col]);
+        const int64_t col =
+            p.cache_seqlens ? ((written - (K - 1) + j) % S + S) % S : S - (K - 1) + j;
+        win[j * nc + ch] = to_acc<A>(st[col]);
       }
-      load_row(&x[0], x.stride, s_len, window.data() + (K - 1));
-      conv_tile<A>(window.data(), nullptr, weight + c * K, bias ? bias[c] : A(0), K, s_len,
-                   out.data());
+      for (int64_t t = 0; t < s_len; ++t) win[(K - 1 + t) * nc + ch] = to_acc<A>(x[t]);
+      for (int64_t k = 0; k < K; ++k) wt[k * nc + ch] = weight[c * K + k];
+    }
+    for (int64_t t = 0; t < s_len; ++t) {
+      A* o = out.data() + t * nc;
+      for (int64_t ch = 0; ch < nc; ++ch) o[ch] = bias ? bias[c0 + ch] : A(0);
+      for (int64_t k = 0; k < K; ++k) {
+        const A* wk = wt.data() + k * nc;
+        const A* in = win.data() + (t + k) * nc;
+        for (int64_t ch = 0; ch < nc; ++ch) o[ch] += wk[ch] * in[ch];
+      }
       if (p.silu) {
-        for (int64_t i = 0; i < s_len; ++i) out[i] = silu(out[i]);
+        for (int64_t ch = 0; ch < nc; ++ch) o[ch] = silu(o[ch]);
       }
+    }
+    for (int64_t ch = 0; ch < nc; ++ch) {
+      const int64_t c = c0 + ch;
       const auto y = row<T>(p.out, b, c, p.out_batch_stride, p.out_dim_stride, p.out_seq_stride);
-      store_row<T, A>(out.data(), s_len, &y[0], y.stride);
+      for (int64_t t = 0; t < s_len; ++t) y[t] = from_acc<T, A>(out[t * nc + ch]);
+      const auto st = row<T>(p.conv_state, slot, c, p.state_batch_stride, p.state_dim_stride,
+                             p.state_seq_stride);
+      const auto x = row<T>(p.x, b, c, p.x_batch_stride, p.x_dim_stride, p.x_seq_stride);
       if (p.cache_seqlens) {
         for (int64_t t = 0; t < s_len; ++t) st[(written + t) % S] = x[t];
       } else if (s_len >= S) {
@@ -370,7 +403,8 @@ void by_dtype(DType t, const P& p) {
     case DType::kFloat64: return Op<double, double>::run(p);
     case DType::kBFloat16: return Op<bf16, float>::run(p);
     case DType::kFloat16: return Op<f16, float>::run(p);
-    default: throw std::invalid_argument(std::string("causal_conv1d: unsupported dtype ") + dtype_name(t));
+    default:
+      throw std::invalid_argument(std::string("causal_conv1d: unsupported dtype ") + dtype_name(t));
   }
 }
 

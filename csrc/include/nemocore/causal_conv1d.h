@@ -25,8 +25,8 @@ struct CausalConv1dFwdParams {
 
   const void* x = nullptr;  // (b, C, L)
   int64_t x_batch_stride = 0, x_dim_stride = 0, x_seq_stride = 0;
-  const void* weight = nullptr;  // (C, K), contiguous, float32 (float64 for float64 io)
-  const void* bias = nullptr;    // (C,) or nullptr, same type as weight
+  const void* weight = nullptr;      // (C, K), contiguous, float32 (float64 for float64 io)
+  const void* bias = nullptr;        // (C,) or nullptr, same type as weight
   const int32_t* seq_idx = nullptr;  // (b, L) or nullptr
   int64_t seq_idx_batch_stride = 0, seq_idx_seq_stride = 0;
   const void* initial_states = nullptr;  // (b, C, K-1) or nullptr
@@ -38,8 +38,8 @@ struct CausalConv1dFwdParams {
   void* final_states = nullptr;
   int64_t final_batch_stride = 0, final_dim_stride = 0, final_seq_stride = 0;
 
-  int num_threads = 1;      // CPU only: threads to use (the caller passes torch.get_num_threads())
-  void* stream = nullptr;   // CUDA only: the cudaStream_t to launch on (torch's current stream)
+  int num_threads = 1;     // CPU only: threads to use (the caller passes torch.get_num_threads())
+  void* stream = nullptr;  // CUDA only: the cudaStream_t to launch on (torch's current stream)
 };
 
 struct CausalConv1dBwdParams {
@@ -56,7 +56,7 @@ struct CausalConv1dBwdParams {
   // (C, K) contiguous, weight type. The caller allocates it zeroed, so kernels may either
   // overwrite it or accumulate into it.
   void* dweight = nullptr;
-  void* dbias = nullptr;  // (C,) or nullptr, weight type; same rule as dweight
+  void* dbias = nullptr;            // (C,) or nullptr, weight type; same rule as dweight
   void* dinitial_states = nullptr;  // (b, C, K-1) or nullptr, io_dtype
   int64_t dinit_batch_stride = 0, dinit_dim_stride = 0, dinit_seq_stride = 0;
 };
@@ -79,9 +79,9 @@ struct CausalConv1dUpdateParams {
   int64_t x_batch_stride = 0, x_dim_stride = 0, x_seq_stride = 0;
   void* conv_state = nullptr;  // (pool, C, S), updated in place
   int64_t state_batch_stride = 0, state_dim_stride = 0, state_seq_stride = 0;
-  const void* weight = nullptr;  // (C, K) contiguous, float32 (float64 for float64 io)
-  const void* bias = nullptr;    // (C,) or nullptr
-  const int32_t* cache_seqlens = nullptr;       // (b,) or nullptr
+  const void* weight = nullptr;            // (C, K) contiguous, float32 (float64 for float64 io)
+  const void* bias = nullptr;              // (C,) or nullptr
+  const int32_t* cache_seqlens = nullptr;  // (b,) or nullptr
   const int32_t* conv_state_indices = nullptr;  // (b,) or nullptr
 
   void* out = nullptr;  // (b, C, s)

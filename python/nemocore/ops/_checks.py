@@ -4,7 +4,6 @@ was given, so a wrong call fails at the op's entry rather than inside a kernel."
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Optional
 
 import torch
 
@@ -19,10 +18,10 @@ def tensor(
     t: object,
     name: str,
     *,
-    ndim: Optional[int] = None,
-    shape: Optional[Sequence[Optional[int]]] = None,
-    dtypes: Optional[Sequence[torch.dtype]] = None,
-    device: Optional[torch.device] = None,
+    ndim: int | None = None,
+    shape: Sequence[int | None] | None = None,
+    dtypes: Sequence[torch.dtype] | None = None,
+    device: torch.device | None = None,
 ) -> torch.Tensor:
     """Checks that ``t`` is a tensor with the given rank, shape (``None`` = any size),
     dtype and device, and returns it."""
@@ -43,7 +42,7 @@ def tensor(
     return t
 
 
-def optional_tensor(t: object, name: str, **kwargs) -> Optional[torch.Tensor]:
+def optional_tensor(t: object, name: str, **kwargs) -> torch.Tensor | None:
     return None if t is None else tensor(t, name, **kwargs)
 
 

@@ -12,8 +12,6 @@ accumulate in that precision whatever the activation dtype.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import Tensor
 
@@ -27,7 +25,6 @@ def _weight_dtype(x: Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
-
 # ---- custom ops -------------------------------------------------------------------------------
 
 
@@ -35,9 +32,9 @@ def _weight_dtype(x: Tensor) -> torch.dtype:
 def _causal_conv1d_fwd(
     x: Tensor,
     weight: Tensor,
-    bias: Optional[Tensor],
-    seq_idx: Optional[Tensor],
-    initial_states: Optional[Tensor],
+    bias: Tensor | None,
+    seq_idx: Tensor | None,
+    initial_states: Tensor | None,
     return_final_states: bool,
     silu: bool,
 ) -> tuple[Tensor, Tensor]:
@@ -49,8 +46,16 @@ def _causal_conv1d_fwd(
     )
     threads, stream = _native.launch_args(x.device)
     _native.kernels().causal_conv1d_fwd(
-        x, weight, bias, seq_idx, initial_states, out,
-        final if return_final_states else None, silu, threads, stream,
+        x,
+        weight,
+        bias,
+        seq_idx,
+        initial_states,
+        out,
+        final if return_final_states else None,
+        silu,
+        threads,
+        stream,
     )
     return out, final
 
@@ -65,11 +70,11 @@ def _(x, weight, bias, seq_idx, initial_states, return_final_states, silu):
 def _causal_conv1d_bwd(
     x: Tensor,
     weight: Tensor,
-    bias: Optional[Tensor],
-    seq_idx: Optional[Tensor],
-    initial_states: Optional[Tensor],
+    bias: Tensor | None,
+    seq_idx: Tensor | None,
+    initial_states: Tensor | None,
     dout: Tensor,
-    dfinal_states: Optional[Tensor],
+    dfinal_states: Tensor | None,
     silu: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     dx = torch.empty_like(x)
@@ -78,10 +83,20 @@ def _causal_conv1d_bwd(
     dinit = torch.empty_like(initial_states) if initial_states is not None else x.new_empty(0)
     threads, stream = _native.launch_args(x.device)
     _native.kernels().causal_conv1d_bwd(
-        x, weight, bias, seq_idx, initial_states, dout, dfinal_states, dx, dweight,
+        x,
+        weight,
+        bias,
+        seq_idx,
+        initial_states,
+        dout,
+        dfinal_states,
+        dx,
+        dweight,
         dbias if bias is not None else None,
         dinit if initial_states is not None else None,
-        silu, threads, stream,
+        silu,
+        threads,
+        stream,
     )
     return dx, dweight, dbias, dinit
 
@@ -129,9 +144,9 @@ def _causal_conv1d_update(
     x: Tensor,
     conv_state: Tensor,
     weight: Tensor,
-    bias: Optional[Tensor],
-    cache_seqlens: Optional[Tensor],
-    conv_state_indices: Optional[Tensor],
+    bias: Tensor | None,
+    cache_seqlens: Tensor | None,
+    conv_state_indices: Tensor | None,
     silu: bool,
 ) -> Tensor:
     # Padded rows (conv_state_indices < 0) are skipped by the kernel: they read as zeros.
@@ -154,12 +169,12 @@ def _(x, conv_state, weight, bias, cache_seqlens, conv_state_indices, silu):
 def causal_conv1d_fn(
     x: Tensor,
     weight: Tensor,
-    bias: Optional[Tensor] = None,
-    seq_idx: Optional[Tensor] = None,
-    initial_states: Optional[Tensor] = None,
+    bias: Tensor | None = None,
+    seq_idx: Tensor | None = None,
+    initial_states: Tensor | None = None,
     return_final_states: bool = False,
-    final_states_out: Optional[Tensor] = None,
-    activation: Optional[str] = None,
+    final_states_out: Tensor | None = None,
+    activation: str | None = None,
 ):
     """Depthwise causal conv1d, optionally followed by SiLU.
 
@@ -197,7 +212,10 @@ def causal_conv1d_fn(
     _checks.choice(activation, "activation", _ACTIVATIONS)
     if seq_idx is not None:
         seq_idx = _checks.tensor(
-            seq_idx, "seq_idx", shape=(batch, seqlen), device=x.device,
+            seq_idx,
+            "seq_idx",
+            shape=(batch, seqlen),
+            device=x.device,
             dtypes=(torch.int32, torch.int64),
         ).to(torch.int32)
         if initial_states is not None or return_final_states:
@@ -206,12 +224,20 @@ def causal_conv1d_fn(
                 "packed sequences, give each sequence its own row to carry states"
             )
     initial_states = _checks.optional_tensor(
-        initial_states, "initial_states", shape=(batch, dim, width - 1),
-        dtypes=(x.dtype,), device=x.device,
+        initial_states,
+        "initial_states",
+        shape=(batch, dim, width - 1),
+        dtypes=(x.dtype,),
+        device=x.device,
     )
     if final_states_out is not None:
-        _checks.tensor(final_states_out, "final_states_out", shape=(batch, dim, width - 1),
-                       dtypes=(x.dtype,), device=x.device)
+        _checks.tensor(
+            final_states_out,
+            "final_states_out",
+            shape=(batch, dim, width - 1),
+            dtypes=(x.dtype,),
+            device=x.device,
+        )
         return_final_states = True
     wdtype = _weight_dtype(x)
     out, final = _causal_conv1d_fwd(
@@ -235,10 +261,10 @@ def causal_conv1d_update(
     x: Tensor,
     conv_state: Tensor,
     weight: Tensor,
-    bias: Optional[Tensor] = None,
-    activation: Optional[str] = None,
-    cache_seqlens: Optional[Tensor] = None,
-    conv_state_indices: Optional[Tensor] = None,
+    bias: Tensor | None = None,
+    activation: str | None = None,
+    cache_seqlens: Tensor | None = None,
+    conv_state_indices: Tensor | None = None,
 ) -> Tensor:
     """Causal conv1d over a few new tokens, continuing from ``conv_state``; the state rolls in
     place (the oldest inputs drop out, the new ones are appended).
@@ -272,7 +298,9 @@ def causal_conv1d_update(
             f"weight: expected shape ({dim}, width >= 1), got {_checks.describe(weight)}"
         )
     width = weight.shape[1]
-    conv_state = _checks.tensor(conv_state, "conv_state", ndim=3, dtypes=(x.dtype,), device=x.device)
+    conv_state = _checks.tensor(
+        conv_state, "conv_state", ndim=3, dtypes=(x.dtype,), device=x.device
+    )
     if conv_state.shape[1] != dim or conv_state.shape[2] < width - 1:
         raise ValueError(
             f"conv_state: expected shape (batch, {dim}, S >= {width - 1}), "
@@ -287,14 +315,25 @@ def causal_conv1d_update(
     _checks.choice(activation, "activation", _ACTIVATIONS)
     index_dtypes = (torch.int32, torch.int64)
     if cache_seqlens is not None:
-        cache_seqlens = _checks.tensor(
-            cache_seqlens, "cache_seqlens", shape=(batch,), dtypes=index_dtypes, device=x.device
-        ).to(torch.int32).contiguous()
+        cache_seqlens = (
+            _checks.tensor(
+                cache_seqlens, "cache_seqlens", shape=(batch,), dtypes=index_dtypes, device=x.device
+            )
+            .to(torch.int32)
+            .contiguous()
+        )
     if conv_state_indices is not None:
-        conv_state_indices = _checks.tensor(
-            conv_state_indices, "conv_state_indices", shape=(batch,), dtypes=index_dtypes,
-            device=x.device,
-        ).to(torch.int32).contiguous()
+        conv_state_indices = (
+            _checks.tensor(
+                conv_state_indices,
+                "conv_state_indices",
+                shape=(batch,),
+                dtypes=index_dtypes,
+                device=x.device,
+            )
+            .to(torch.int32)
+            .contiguous()
+        )
     wdtype = _weight_dtype(x)
     out = _causal_conv1d_update(
         x3,

@@ -6,8 +6,6 @@ Letters: b batch, C channels, L seqlen, K width, s new tokens, S conv-state leng
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -17,19 +15,19 @@ def _compute_dtype(x: Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
-def _activate(pre: Tensor, activation: Optional[str]) -> Tensor:
+def _activate(pre: Tensor, activation: str | None) -> Tensor:
     return F.silu(pre) if activation in ("silu", "swish") else pre
 
 
 def causal_conv1d_fn(
     x: Tensor,
     weight: Tensor,
-    bias: Optional[Tensor] = None,
-    seq_idx: Optional[Tensor] = None,
-    initial_states: Optional[Tensor] = None,
+    bias: Tensor | None = None,
+    seq_idx: Tensor | None = None,
+    initial_states: Tensor | None = None,
     return_final_states: bool = False,
-    final_states_out: Optional[Tensor] = None,
-    activation: Optional[str] = None,
+    final_states_out: Tensor | None = None,
+    activation: str | None = None,
 ):
     """Same contract as ``nemocore.ops.causal_conv1d_fn``."""
     ct = _compute_dtype(x)
@@ -59,7 +57,7 @@ def causal_conv1d_fn(
     out = _activate(pre, activation).to(x.dtype)
     if not (return_final_states or final_states_out is not None):
         return out
-    final = padded[..., padded.shape[-1] - (width - 1):].to(x.dtype)  # last K-1 inputs
+    final = padded[..., padded.shape[-1] - (width - 1) :].to(x.dtype)  # last K-1 inputs
     if final_states_out is not None:
         final_states_out.copy_(final)
         final = final_states_out
@@ -70,10 +68,10 @@ def causal_conv1d_update(
     x: Tensor,
     conv_state: Tensor,
     weight: Tensor,
-    bias: Optional[Tensor] = None,
-    activation: Optional[str] = None,
-    cache_seqlens: Optional[Tensor] = None,
-    conv_state_indices: Optional[Tensor] = None,
+    bias: Tensor | None = None,
+    activation: str | None = None,
+    cache_seqlens: Tensor | None = None,
+    conv_state_indices: Tensor | None = None,
 ) -> Tensor:
     """Same contract as ``nemocore.ops.causal_conv1d_update``: rolls ``conv_state`` in place."""
     ct = _compute_dtype(x)
@@ -94,14 +92,18 @@ def causal_conv1d_update(
         state = conv_state[slot]  # (C, S)
         S = state.shape[-1]
         if cache_seqlens is None:
-            history = state[:, S - (width - 1):]
+            history = state[:, S - (width - 1) :]
         else:
             n = int(cache_seqlens[i])
             cols = torch.remainder(torch.arange(n - (width - 1), n, device=x.device), S)
             history = state[:, cols]
         window = torch.cat([history, x3[i]], dim=-1).to(ct)  # (C, K-1+s)
-        pre = F.conv1d(window[None], weight.to(ct).unsqueeze(1),
-                       bias.to(ct) if bias is not None else None, groups=dim)[0]
+        pre = F.conv1d(
+            window[None],
+            weight.to(ct).unsqueeze(1),
+            bias.to(ct) if bias is not None else None,
+            groups=dim,
+        )[0]
         out[i] = _activate(pre, activation).to(x.dtype)
         if cache_seqlens is None:
             state.copy_(torch.cat([state, x3[i]], dim=-1)[:, -S:])

@@ -1,0 +1,1 @@
+"""The ``nemocore`` command line: ``doctor``, ``bench``, ``demo``."""
