@@ -98,6 +98,27 @@ def test_non_contiguous_inputs(device, layout):
     torch.testing.assert_close(y, ref.causal_conv1d_fn(x.contiguous(), w, b, activation="silu"))
 
 
+@pytest.mark.parametrize("mode", ["plain", "states", "packed", "width7"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_channel_last_layout(device, mode, dtype):
+    """Channel-last x (what a Mamba mixer hands the conv) has its own vectorised CPU path."""
+    shape = (2, 70, 300, 7 if mode == "width7" else 4)
+    x, w, b = make_inputs(shape, dtype, device, layout="channel_last")
+    kwargs = {}
+    if mode == "states":
+        kwargs["initial_states"] = torch.randn(2, 3, 70, dtype=dtype, device=device).transpose(1, 2)
+        kwargs["return_final_states"] = True
+    if mode == "packed":
+        kwargs["seq_idx"] = packed_seq_idx(2, 300, device, lengths=(5, 1, 100, 3))
+    got = ops.causal_conv1d_fn(x, w, b, activation="silu", **kwargs)
+    want = ref.causal_conv1d_fn(x.contiguous(), w, b, activation="silu", **kwargs)
+    tol = {torch.float32: 2e-5, torch.float64: 1e-12, torch.bfloat16: 1e-2}[dtype]
+    for g, r in zip(
+        got if isinstance(got, tuple) else [got], want if isinstance(want, tuple) else [want]
+    ):
+        torch.testing.assert_close(g, r, rtol=tol, atol=tol)
+
+
 def test_weight_dtypes_are_cast(device):
     x, w, b = make_inputs((2, 8, 50, 4), torch.bfloat16, device)
     y = ops.causal_conv1d_fn(x, w, b)  # bf16 weights, computed in fp32

@@ -32,8 +32,8 @@ constexpr int64_t kMinItems = 64;
 struct Split {
   int64_t channel_blocks = 1, time_chunks = 1, chunk_len = 0;
 
-  Split(int64_t batch, int64_t dim, int64_t seqlen) {
-    channel_blocks = ceil_div(dim, kChannelBlock);
+  Split(int64_t batch, int64_t dim, int64_t seqlen, int64_t block = kChannelBlock) {
+    channel_blocks = ceil_div(dim, block);
     const int64_t rows = batch * channel_blocks;
     // Cut time only when (batch, channel blocks) alone give too few items.
     const int64_t want = kMinItems;
@@ -154,8 +154,18 @@ void forward_tile(const InputRow<T, A>& r, const A* w, A bias, bool act, int64_t
   }
 }
 
+// The last K-1 inputs of [initial_states or zeros ; x], read through the row gather.
 template <typename T, typename A>
-void fwd_impl(const CausalConv1dFwdParams& p) {
+void write_final_states(const CausalConv1dFwdParams& p, int64_t b, int64_t c, A* scratch) {
+  input_row<T, A>(p, b, c).gather(p.seqlen - (p.width - 1), p.width - 1, scratch);
+  const auto fin =
+      row<T>(p.final_states, b, c, p.final_batch_stride, p.final_dim_stride, p.final_seq_stride);
+  store_row<T, A>(scratch, p.width - 1, &fin[0], fin.stride);
+}
+
+// Sequence-contiguous layout: each (batch, channel) row is convolved tile by tile along time.
+template <typename T, typename A>
+void fwd_rows(const CausalConv1dFwdParams& p) {
   const Split split(p.batch, p.dim, p.seqlen);
   const A* weight = static_cast<const A*>(p.weight);
   const A* bias = static_cast<const A*>(p.bias);
@@ -176,15 +186,75 @@ void fwd_impl(const CausalConv1dFwdParams& p) {
         forward_tile(in, weight + c * K, bc, p.silu, t0, n, s);
         store_row<T, A>(s.pre.data(), n, &out[t0], out.stride);
       }
-      if (p.final_states && tc == 0) {
-        // The last K-1 inputs of [initial_states or zeros ; x], read through the same gather.
-        in.gather(p.seqlen - (K - 1), K - 1, s.in.data());
-        const auto fin = row<T>(p.final_states, b, c, p.final_batch_stride, p.final_dim_stride,
-                                p.final_seq_stride);
-        store_row<T, A>(s.in.data(), K - 1, &fin[0], fin.stride);
-      }
+      if (p.final_states && tc == 0) write_final_states<T, A>(p, b, c, s.in.data());
     }
   });
+}
+
+// Channel-last layout (stride 1 along channels, what a Mamba mixer produces after its input
+// projection): walk time and vectorise across a block of channels, taps from the rows before.
+constexpr int64_t kChannelLastBlock = 64;
+
+template <typename T, typename A>
+void fwd_channel_last(const CausalConv1dFwdParams& p) {
+  const Split split(p.batch, p.dim, p.seqlen, kChannelLastBlock);
+  const A* weight = static_cast<const A*>(p.weight);
+  const A* bias = static_cast<const A*>(p.bias);
+  const int64_t K = p.width;
+  const T* x = static_cast<const T*>(p.x);
+  const T* init = static_cast<const T*>(p.initial_states);
+  parallel_for(split.items(p.batch), p.num_threads, [&](int64_t item) {
+    const int64_t tc = item % split.time_chunks;
+    const int64_t c0 = (item / split.time_chunks) % split.channel_blocks * kChannelLastBlock;
+    const int64_t b = item / (split.time_chunks * split.channel_blocks);
+    const int64_t nc = std::min(kChannelLastBlock, p.dim - c0);
+    const int64_t t_begin = tc * split.chunk_len;
+    const int64_t t_end = std::min(p.seqlen, t_begin + split.chunk_len);
+    A wt[8 * kChannelLastBlock];  // taps, [k][channel]; widths above 8 use the heap copy
+    std::vector<A> wt_big(K > 8 ? static_cast<size_t>(K * nc) : 0);
+    A* taps = K > 8 ? wt_big.data() : wt;
+    for (int64_t k = 0; k < K; ++k) {
+      for (int64_t ch = 0; ch < nc; ++ch) taps[k * nc + ch] = weight[(c0 + ch) * K + k];
+    }
+    A acc[kChannelLastBlock], in[kChannelLastBlock];
+    T* out = static_cast<T*>(p.out) + b * p.out_batch_stride + c0;
+    for (int64_t t = t_begin; t < t_end; ++t) {
+      for (int64_t ch = 0; ch < nc; ++ch) acc[ch] = bias ? bias[c0 + ch] : A(0);
+      const int32_t* seq = p.seq_idx ? p.seq_idx + b * p.seq_idx_batch_stride : nullptr;
+      for (int64_t k = 0; k < K; ++k) {
+        const int64_t pos = t - (K - 1) + k;
+        if (pos >= 0) {
+          if (seq && seq[pos * p.seq_idx_seq_stride] != seq[t * p.seq_idx_seq_stride]) continue;
+          const T* src = x + b * p.x_batch_stride + pos * p.x_seq_stride + c0;
+          for (int64_t ch = 0; ch < nc; ++ch) in[ch] = to_acc<A>(src[ch]);
+        } else if (init) {
+          const T* src = init + b * p.init_batch_stride + (pos + K - 1) * p.init_seq_stride +
+                         c0 * p.init_dim_stride;
+          for (int64_t ch = 0; ch < nc; ++ch) in[ch] = to_acc<A>(src[ch * p.init_dim_stride]);
+        } else {
+          continue;
+        }
+        const A* wk = taps + k * nc;
+        for (int64_t ch = 0; ch < nc; ++ch) acc[ch] += wk[ch] * in[ch];
+      }
+      if (p.silu) {
+        for (int64_t ch = 0; ch < nc; ++ch) acc[ch] = silu(acc[ch]);
+      }
+      T* dst = out + t * p.out_seq_stride;
+      for (int64_t ch = 0; ch < nc; ++ch) dst[ch] = from_acc<T, A>(acc[ch]);
+    }
+    if (p.final_states && tc == 0) {
+      std::vector<A> scratch(static_cast<size_t>(K));
+      for (int64_t c = c0; c < c0 + nc; ++c) write_final_states<T, A>(p, b, c, scratch.data());
+    }
+  });
+}
+
+template <typename T, typename A>
+void fwd_impl(const CausalConv1dFwdParams& p) {
+  const bool channel_last = p.dim > 1 && p.x_dim_stride == 1 && p.out_dim_stride == 1;
+  if (channel_last) return fwd_channel_last<T, A>(p);
+  fwd_rows<T, A>(p);
 }
 
 template <typename T, typename A>
