@@ -23,18 +23,25 @@ def _median_ms(fn, reps: int = 20) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def measure() -> dict:
-    src = torch.randn(512 * 2**20, device="cuda", dtype=torch.float32)  # 2 GiB
+def copy_gbps(numel: int = 512 * 2**20) -> float:
+    """Device-to-device copy of 2 GiB, bytes read + written."""
+    src = torch.randn(numel, device="cuda", dtype=torch.float32)
     dst = torch.empty_like(src)
-    copy_ms = _median_ms(lambda: dst.copy_(src))
-    copy_gbps = 2 * src.numel() * 4 / copy_ms / 1e6
-    del src, dst
-    n = 8192
+    return 2 * numel * 4 / _median_ms(lambda: dst.copy_(src)) / 1e6
+
+
+def matmul_tflops(n: int = 8192) -> float:
     a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
     b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
-    mm_ms = _median_ms(lambda: a @ b)
-    return {"copy_GBps": copy_gbps, "bf16_matmul_TFLOPs": 2 * n**3 / mm_ms / 1e9,
-            "device": torch.cuda.get_device_name()}
+    return 2 * n**3 / _median_ms(lambda: a @ b) / 1e9
+
+
+def measure() -> dict:
+    return {
+        "copy_GBps": copy_gbps(),
+        "bf16_matmul_TFLOPs": matmul_tflops(),
+        "device": torch.cuda.get_device_name(),
+    }
 
 
 if __name__ == "__main__":

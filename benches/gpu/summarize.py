@@ -20,22 +20,34 @@ def main() -> None:
         suite = ET.parse(out / "tests.xml").getroot()
         suite = suite if suite.tag == "testsuite" else suite[0]
         a = suite.attrib
-        lines.append(f"tests: {a.get('tests')} run, {a.get('failures')} failed, "
-                     f"{a.get('errors')} errors, {a.get('skipped')} skipped")
+        lines.append(
+            f"tests: {a.get('tests')} run, {a.get('failures')} failed, "
+            f"{a.get('errors')} errors, {a.get('skipped')} skipped"
+        )
     ceilings = {}
     if (out / "ceilings.json").exists():
         ceilings = json.loads((out / "ceilings.json").read_text())
-        lines.append(f"ceilings: copy {ceilings['copy_GBps']:.0f} GB/s, bf16 matmul "
-                     f"{ceilings['bf16_matmul_TFLOPs']:.0f} TFLOP/s")
+        lines.append(
+            f"ceilings: copy {ceilings['copy_GBps']:.0f} GB/s, bf16 matmul "
+            f"{ceilings['bf16_matmul_TFLOPs']:.0f} TFLOP/s"
+        )
     if (out / "bench.json").exists():
         results = json.loads((out / "bench.json").read_text())
-        lines += ["", "| op | shape | nemocore (ms) | peer | peer (ms) | speedup | % copy BW |",
-                  "|---|---|---:|---|---:|---:|---:|"]
+        lines += [
+            "",
+            "| op | shape | nemocore (ms) | peer | peer (ms) | speedup | % copy BW |",
+            "|---|---|---:|---|---:|---:|---:|",
+        ]
         for r in results:
-            frac = (f"{100 * r['ours_gbps'] / ceilings['copy_GBps']:.0f}%"
-                    if r["ours_gbps"] and ceilings else "")
-            lines.append(f"| {r['name']} | {r['shape']} | {r['ours_ms']:.3f} | {r['peer']} | "
-                         f"{r['peer_ms']:.3f} | {r['speedup']:.2f}x | {frac} |")
+            frac = (
+                f"{100 * r['ours_gbps'] / ceilings['copy_GBps']:.0f}%"
+                if r["ours_gbps"] and ceilings
+                else ""
+            )
+            lines.append(
+                f"| {r['name']} | {r['shape']} | {r['ours_ms']:.3f} | {r['peer']} | "
+                f"{r['peer_ms']:.3f} | {r['speedup']:.2f}x | {frac} |"
+            )
     print("\n".join(lines))
 
 
