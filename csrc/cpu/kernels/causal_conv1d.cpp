@@ -192,62 +192,62 @@ void fwd_rows(const CausalConv1dFwdParams& p) {
 }
 
 // Channel-last layout (stride 1 along channels, what a Mamba mixer produces after its input
-// projection): walk time and vectorise across a block of channels, taps from the rows before.
-constexpr int64_t kChannelLastBlock = 64;
+// projection): memory is a sequence of time rows, so work items are runs of rows, read and
+// written front to back, and the taps are vectorised across channels.
+constexpr int64_t kChannelLastBlock = 64;  // channels per inner vector loop
+constexpr int64_t kRowsPerItem = 32;       // time rows per work item
 
 template <typename T, typename A>
 void fwd_channel_last(const CausalConv1dFwdParams& p) {
-  const Split split(p.batch, p.dim, p.seqlen, kChannelLastBlock);
+  const int64_t K = p.width, C = p.dim, L = p.seqlen;
   const A* weight = static_cast<const A*>(p.weight);
   const A* bias = static_cast<const A*>(p.bias);
-  const int64_t K = p.width;
   const T* x = static_cast<const T*>(p.x);
   const T* init = static_cast<const T*>(p.initial_states);
-  parallel_for(split.items(p.batch), p.num_threads, [&](int64_t item) {
-    const int64_t tc = item % split.time_chunks;
-    const int64_t c0 = (item / split.time_chunks) % split.channel_blocks * kChannelLastBlock;
-    const int64_t b = item / (split.time_chunks * split.channel_blocks);
-    const int64_t nc = std::min(kChannelLastBlock, p.dim - c0);
-    const int64_t t_begin = tc * split.chunk_len;
-    const int64_t t_end = std::min(p.seqlen, t_begin + split.chunk_len);
-    A wt[8 * kChannelLastBlock];  // taps, [k][channel]; widths above 8 use the heap copy
-    std::vector<A> wt_big(K > 8 ? static_cast<size_t>(K * nc) : 0);
-    A* taps = K > 8 ? wt_big.data() : wt;
-    for (int64_t k = 0; k < K; ++k) {
-      for (int64_t ch = 0; ch < nc; ++ch) taps[k * nc + ch] = weight[(c0 + ch) * K + k];
-    }
+  std::vector<A> taps(static_cast<size_t>(K * C));  // [k][channel]
+  for (int64_t c = 0; c < C; ++c) {
+    for (int64_t k = 0; k < K; ++k) taps[k * C + c] = weight[c * K + k];
+  }
+  const int64_t runs = ceil_div(L, kRowsPerItem);
+  parallel_for(p.batch * runs, p.num_threads, [&](int64_t item) {
+    const int64_t b = item / runs, t_begin = (item % runs) * kRowsPerItem;
+    const int64_t t_end = std::min(L, t_begin + kRowsPerItem);
+    const int32_t* seq = p.seq_idx ? p.seq_idx + b * p.seq_idx_batch_stride : nullptr;
     A acc[kChannelLastBlock], in[kChannelLastBlock];
-    T* out = static_cast<T*>(p.out) + b * p.out_batch_stride + c0;
     for (int64_t t = t_begin; t < t_end; ++t) {
-      for (int64_t ch = 0; ch < nc; ++ch) acc[ch] = bias ? bias[c0 + ch] : A(0);
-      const int32_t* seq = p.seq_idx ? p.seq_idx + b * p.seq_idx_batch_stride : nullptr;
-      for (int64_t k = 0; k < K; ++k) {
-        const int64_t pos = t - (K - 1) + k;
-        if (pos >= 0) {
-          if (seq && seq[pos * p.seq_idx_seq_stride] != seq[t * p.seq_idx_seq_stride]) continue;
-          const T* src = x + b * p.x_batch_stride + pos * p.x_seq_stride + c0;
-          for (int64_t ch = 0; ch < nc; ++ch) in[ch] = to_acc<A>(src[ch]);
-        } else if (init) {
-          const T* src = init + b * p.init_batch_stride + (pos + K - 1) * p.init_seq_stride +
-                         c0 * p.init_dim_stride;
-          for (int64_t ch = 0; ch < nc; ++ch) in[ch] = to_acc<A>(src[ch * p.init_dim_stride]);
-        } else {
-          continue;
+      T* dst = static_cast<T*>(p.out) + b * p.out_batch_stride + t * p.out_seq_stride;
+      for (int64_t c0 = 0; c0 < C; c0 += kChannelLastBlock) {
+        const int64_t nc = std::min(kChannelLastBlock, C - c0);
+        for (int64_t ch = 0; ch < nc; ++ch) acc[ch] = bias ? bias[c0 + ch] : A(0);
+        for (int64_t k = 0; k < K; ++k) {
+          const int64_t pos = t - (K - 1) + k;
+          if (pos >= 0) {
+            if (seq && seq[pos * p.seq_idx_seq_stride] != seq[t * p.seq_idx_seq_stride]) continue;
+            const T* src = x + b * p.x_batch_stride + pos * p.x_seq_stride + c0;
+            for (int64_t ch = 0; ch < nc; ++ch) in[ch] = to_acc<A>(src[ch]);
+          } else if (init) {
+            const T* src = init + b * p.init_batch_stride + (pos + K - 1) * p.init_seq_stride +
+                           c0 * p.init_dim_stride;
+            for (int64_t ch = 0; ch < nc; ++ch) in[ch] = to_acc<A>(src[ch * p.init_dim_stride]);
+          } else {
+            continue;
+          }
+          const A* wk = taps.data() + k * C + c0;
+          for (int64_t ch = 0; ch < nc; ++ch) acc[ch] += wk[ch] * in[ch];
         }
-        const A* wk = taps + k * nc;
-        for (int64_t ch = 0; ch < nc; ++ch) acc[ch] += wk[ch] * in[ch];
+        if (p.silu) {
+          for (int64_t ch = 0; ch < nc; ++ch) acc[ch] = silu(acc[ch]);
+        }
+        for (int64_t ch = 0; ch < nc; ++ch) dst[c0 + ch] = from_acc<T, A>(acc[ch]);
       }
-      if (p.silu) {
-        for (int64_t ch = 0; ch < nc; ++ch) acc[ch] = silu(acc[ch]);
-      }
-      T* dst = out + t * p.out_seq_stride;
-      for (int64_t ch = 0; ch < nc; ++ch) dst[ch] = from_acc<T, A>(acc[ch]);
-    }
-    if (p.final_states && tc == 0) {
-      std::vector<A> scratch(static_cast<size_t>(K));
-      for (int64_t c = c0; c < c0 + nc; ++c) write_final_states<T, A>(p, b, c, scratch.data());
     }
   });
+  if (p.final_states) {
+    parallel_for(p.batch, p.num_threads, [&](int64_t b) {
+      std::vector<A> scratch(static_cast<size_t>(K));
+      for (int64_t c = 0; c < C; ++c) write_final_states<T, A>(p, b, c, scratch.data());
+    });
+  }
 }
 
 template <typename T, typename A>
