@@ -42,26 +42,37 @@ std::string TensorView::describe() const {
          (is_cuda ? "cuda:" + std::to_string(device) : std::string("cpu"));
 }
 
+// torch dtypes are interned singletons: remember each one's DType by identity, so the common
+// case costs one dict lookup instead of building and comparing a string.
+DType dtype_of(const py::handle& dtype, const char* name) {
+  static py::dict* cache = new py::dict();  // leaked on purpose: outlives interpreter teardown
+  if (PyObject* hit = PyDict_GetItem(cache->ptr(), dtype.ptr())) {
+    return static_cast<DType>(PyLong_AsLong(hit));
+  }
+  const DType parsed = parse_dtype(py::str(dtype), name);
+  (*cache)[dtype] = static_cast<int>(parsed);
+  return parsed;
+}
+
 TensorView view_of(const py::handle& obj, const char* name) {
   if (obj.is_none())
     throw std::invalid_argument(std::string(name) + ": expected a tensor, got None");
-  if (!py::hasattr(obj, "data_ptr") || !py::hasattr(obj, "stride")) {
+  if (!py::hasattr(obj, "data_ptr") || !py::hasattr(obj, "is_cuda")) {
     throw std::invalid_argument(std::string(name) + ": expected a torch.Tensor, got " +
                                 std::string(py::str(py::type::of(obj))));
   }
   TensorView v;
   v.data = reinterpret_cast<void*>(obj.attr("data_ptr")().cast<uintptr_t>());
-  v.dtype = parse_dtype(py::str(obj.attr("dtype")), name);
+  v.dtype = dtype_of(obj.attr("dtype"), name);
   v.shape = obj.attr("shape").cast<std::vector<int64_t>>();
   v.strides = obj.attr("stride")().cast<std::vector<int64_t>>();
-  const py::object device = obj.attr("device");
-  const std::string type = py::str(device.attr("type"));
-  if (type == "cuda") {
+  if (obj.attr("is_cuda").cast<bool>()) {
     v.is_cuda = true;
-    v.device = device.attr("index").cast<int>();
-  } else if (type != "cpu") {
-    throw std::invalid_argument(std::string(name) + ": tensors on '" + type +
-                                "' are not supported (use cpu or cuda)");
+    v.device = obj.attr("get_device")().cast<int>();
+  } else if (!obj.attr("is_cpu").cast<bool>()) {
+    throw std::invalid_argument(std::string(name) + ": tensors on " +
+                                std::string(py::str(obj.attr("device"))) +
+                                " are not supported (use cpu or cuda)");
   }
   return v;
 }
