@@ -22,6 +22,12 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
+    /// A configuration document (a tokenizer.json, for instance) is malformed
+    /// or uses a component nemocore does not support; the message names the
+    /// field and, for unsupported values, the supported ones.
+    #[error("invalid config: {0}")]
+    InvalidConfig(String),
+
     /// An operating-system I/O operation failed (reading a vocabulary or
     /// grammar file, for instance).
     #[error("I/O error: {0}")]
@@ -35,12 +41,14 @@ pub enum Error {
 
 impl Error {
     /// The [`kind`](Error::kind) names of all variants, in declaration order.
-    pub const KINDS: &'static [&'static str] = &["invalid_argument", "io", "internal"];
+    pub const KINDS: &'static [&'static str] =
+        &["invalid_argument", "invalid_config", "io", "internal"];
 
     /// Stable `snake_case` name of this error's variant (one of [`Error::KINDS`]).
     pub fn kind(&self) -> &'static str {
         match self {
             Error::InvalidArgument(_) => "invalid_argument",
+            Error::InvalidConfig(_) => "invalid_config",
             Error::Io(_) => "io",
             Error::Internal(_) => "internal",
         }
@@ -49,6 +57,11 @@ impl Error {
     /// Shorthand for [`Error::InvalidArgument`] from anything string-like.
     pub fn invalid_argument(message: impl Into<String>) -> Self {
         Error::InvalidArgument(message.into())
+    }
+
+    /// Shorthand for [`Error::InvalidConfig`] from anything string-like.
+    pub fn invalid_config(message: impl Into<String>) -> Self {
+        Error::InvalidConfig(message.into())
     }
 
     /// Shorthand for [`Error::Internal`] from anything string-like.
@@ -94,6 +107,7 @@ mod tests {
     fn kinds_are_unique_and_match_variants() {
         let samples = [
             Error::invalid_argument("a"),
+            Error::invalid_config("a2"),
             Error::Io(io::Error::other("b")),
             Error::internal("c"),
         ];

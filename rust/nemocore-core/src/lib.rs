@@ -20,6 +20,7 @@ pub mod build_info;
 pub mod error;
 pub mod panic_guard;
 pub mod test_hooks;
+pub mod tokenizer;
 
 pub use build_info::{BuildInfo, VERSION, build_info};
 pub use error::{Error, Result};

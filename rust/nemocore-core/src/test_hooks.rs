@@ -16,6 +16,7 @@ use crate::error::Error;
 pub fn sample_error(kind: &str) -> Error {
     match kind {
         "invalid_argument" => Error::invalid_argument("test hook: invalid argument"),
+        "invalid_config" => Error::invalid_config("test hook: invalid config"),
         "io" => Error::Io(io::Error::new(
             io::ErrorKind::NotFound,
             "test hook: i/o failure",

@@ -80,6 +80,7 @@ fn guard_survives_many_panics() {
 fn sample_errors_display_with_their_variant_prefix() {
     let prefixes = [
         ("invalid_argument", "invalid argument: "),
+        ("invalid_config", "invalid config: "),
         ("io", "I/O error: "),
         ("internal", "internal error: "),
     ];
