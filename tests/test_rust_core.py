@@ -29,6 +29,7 @@ def test_rust_and_python_versions_agree():
     ("kind", "exc", "base"),
     [
         ("invalid_argument", rs.NemocoreInvalidArgumentError, ValueError),
+        ("invalid_config", rs.NemocoreInvalidConfigError, ValueError),
         ("io", rs.NemocoreIoError, ValueError),
         ("internal", rs.NemocoreInternalError, RuntimeError),
     ],

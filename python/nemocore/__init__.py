@@ -5,6 +5,8 @@ Layers of the package (see the README for the whole picture):
 - ``nemocore.ops``: the fast ops (torch custom ops over the C++/CUDA kernels in ``nemocore._C``),
   usable under ``torch.compile`` and in training.
 - ``nemocore.ref``: pure-PyTorch references of every op, the ground truth in tests.
+- ``nemocore.Tokenizer``: byte-level BPE with Hugging Face tokenizer.json parity (Rust core);
+  ``nemocore.chat``: chat templates with reasoning modes.
 - ``nemocore._rs``: the Rust core (tokenizer, grammar engine, scheduler as they land).
 """
 
@@ -14,5 +16,6 @@ import torch  # noqa: F401
 
 from nemocore import ops, ref
 from nemocore._version import __version__
+from nemocore.tokenizer import Tokenizer
 
-__all__ = ["__version__", "ops", "ref"]
+__all__ = ["Tokenizer", "__version__", "ops", "ref"]

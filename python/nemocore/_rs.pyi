@@ -1,4 +1,4 @@
-"""Rust core of nemocore (errors, panic guard, build info).
+"""Rust core of nemocore (errors, panic guard, build info, tokenizer).
 
 Built from ``rust/nemocore-py`` (PyO3, abi3, CPython >= 3.9). Every function
 runs without the GIL and inside a panic guard: a Rust panic is raised as
@@ -9,6 +9,7 @@ Exceptions (core ``Error`` variant ``X`` raises ``NemocoreXError``)::
     ValueError
     └── NemocoreError
         ├── NemocoreInvalidArgumentError   (Error::InvalidArgument)
+        ├── NemocoreInvalidConfigError     (Error::InvalidConfig)
         └── NemocoreIoError                (Error::Io)
     RuntimeError
     └── NemocoreInternalError              (Error::Internal, caught panics)
@@ -16,13 +17,16 @@ Exceptions (core ``Error`` variant ``X`` raises ``NemocoreXError``)::
 ``str(exc)`` is the core error's message, e.g. ``"invalid argument: ..."``.
 """
 
-from typing import Final, NoReturn, TypedDict, type_check_only
+from typing import Final, NoReturn, TypedDict, final, type_check_only
 
 __all__ = [
+    "DecodeStream",
     "NemocoreError",
     "NemocoreInternalError",
     "NemocoreInvalidArgumentError",
+    "NemocoreInvalidConfigError",
     "NemocoreIoError",
+    "Tokenizer",
     "__version__",
     "_raise_error_for_test",
     "_raise_panic_for_test",
@@ -54,6 +58,13 @@ class NemocoreError(ValueError):
 class NemocoreInvalidArgumentError(NemocoreError):
     """An argument was rejected by the nemocore core."""
 
+class NemocoreInvalidConfigError(NemocoreError):
+    """A configuration document (a tokenizer.json) is malformed or uses an unsupported component.
+
+    The message names the field (``model.type``, ``pre_tokenizer.pretokenizers[0].behavior``)
+    and, for unsupported values, the supported ones.
+    """
+
 class NemocoreIoError(NemocoreError):
     """An I/O operation in the nemocore core failed.
 
@@ -83,7 +94,73 @@ def _raise_error_for_test(kind: str) -> NoReturn:
     """Test hook: raise the exception mapped from a sample core error.
 
     ``kind`` is ``"invalid_argument"`` (:class:`NemocoreInvalidArgumentError`),
+    ``"invalid_config"`` (:class:`NemocoreInvalidConfigError`),
     ``"io"`` (:class:`NemocoreIoError`, caused by :class:`FileNotFoundError`)
     or ``"internal"`` (:class:`NemocoreInternalError`). Any other value raises
     :class:`NemocoreInvalidArgumentError` naming the accepted kinds.
     """
+
+@final
+class Tokenizer:
+    """Byte-level BPE tokenizer read from / written as a Hugging Face tokenizer.json.
+
+    Wrapped by :class:`nemocore.Tokenizer`. Every method runs without the GIL.
+    """
+
+    @staticmethod
+    def from_file(path: str) -> Tokenizer:
+        """Reads tokenizer.json (:class:`NemocoreInvalidConfigError`, :class:`NemocoreIoError`)."""
+    @staticmethod
+    def from_str(text: str) -> Tokenizer:
+        """Parses a tokenizer.json document."""
+    @staticmethod
+    def train(
+        texts: list[str],
+        files: list[str],
+        vocab_size: int,
+        min_frequency: int,
+        special_tokens: list[str],
+        pre_tokenizer: str,
+        num_threads: int = 0,
+    ) -> Tokenizer:
+        """Learns BPE merges as Hugging Face's BpeTrainer does (files are read line by line)."""
+    def to_str(self) -> str:
+        """The tokenizer.json document."""
+    def save(self, path: str) -> None:
+        """Writes tokenizer.json atomically (temporary file, then rename)."""
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        """Token ids of ``text``."""
+    def encode_batch(
+        self, texts: list[str], add_special_tokens: bool = False, num_threads: int = 0
+    ) -> list[list[int]]:
+        """Token ids of each text, in parallel (``num_threads=0``: one thread per core)."""
+    def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
+        """Text of ``ids``; an id no token has raises :class:`NemocoreInvalidArgumentError`."""
+    def decode_batch(
+        self, batch: list[list[int]], skip_special_tokens: bool = False, num_threads: int = 0
+    ) -> list[str]:
+        """Text of each id list, in parallel."""
+    def token_to_id(self, token: str) -> int | None:
+        """The id of a token, or None."""
+    def id_to_token(self, id: int) -> str | None:
+        """The token of an id, or None."""
+    @property
+    def vocab_size(self) -> int:
+        """Number of distinct tokens, added tokens included."""
+    def get_vocab(self) -> dict[str, int]:
+        """Token -> id, added tokens included."""
+    def special_token_ids(self) -> list[int]:
+        """Ids of the special added tokens."""
+    def token_bytes(self, id: int) -> bytes:
+        """The raw bytes a token stands for."""
+    def all_token_bytes(self) -> list[bytes]:
+        """Raw bytes of every id up to the largest (``b""`` for unused ids)."""
+    def decode_stream(self, skip_special_tokens: bool = False) -> DecodeStream:
+        """A streaming decoder over this tokenizer."""
+
+@final
+class DecodeStream:
+    """Decodes one id at a time, returning text only once it is complete UTF-8."""
+
+    def step(self, id: int) -> str | None:
+        """Feeds one id; returns the text it completes, or None."""

@@ -7,6 +7,8 @@
 //! └── NemocoreError                      base of every "you asked for something
 //!     │                                  that cannot be done" error
 //!     ├── NemocoreInvalidArgumentError   Error::InvalidArgument
+//!     ├── NemocoreInvalidConfigError     Error::InvalidConfig (malformed or
+//!     │                                  unsupported tokenizer.json, ...)
 //!     └── NemocoreIoError                Error::Io (__cause__ is the OSError,
 //!                                        e.g. FileNotFoundError, with errno)
 //! RuntimeError
@@ -39,6 +41,12 @@ create_exception!(
 );
 create_exception!(
     nemocore._rs,
+    NemocoreInvalidConfigError,
+    NemocoreError,
+    "A configuration document (e.g. a tokenizer.json) is malformed or unsupported."
+);
+create_exception!(
+    nemocore._rs,
     NemocoreIoError,
     NemocoreError,
     "An I/O operation in the nemocore core failed; __cause__ holds the OSError."
@@ -55,6 +63,7 @@ pub fn to_py(py: Python<'_>, err: Error) -> PyErr {
     let message = err.to_string();
     match err {
         Error::InvalidArgument(_) => NemocoreInvalidArgumentError::new_err(message),
+        Error::InvalidConfig(_) => NemocoreInvalidConfigError::new_err(message),
         Error::Io(io_err) => {
             let py_err = NemocoreIoError::new_err(message);
             // pyo3 maps io::ErrorKind to the OSError subclass (FileNotFoundError, ...).
@@ -81,6 +90,7 @@ mod tests {
     fn every_kind_maps_to_its_class() {
         let expected = [
             ("invalid_argument", "NemocoreInvalidArgumentError"),
+            ("invalid_config", "NemocoreInvalidConfigError"),
             ("io", "NemocoreIoError"),
             ("internal", "NemocoreInternalError"),
         ];

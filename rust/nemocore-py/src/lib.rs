@@ -11,6 +11,7 @@
 )]
 
 mod errors;
+mod tokenizer;
 
 use nemocore_core::{Result, panic_guard};
 use pyo3::prelude::*;
@@ -27,7 +28,7 @@ where
         .map_err(|err| errors::to_py(py, err))
 }
 
-/// Rust core of nemocore (errors, panic guard, build info).
+/// Rust core of nemocore (errors, panic guard, build info, tokenizer).
 #[pymodule(name = "_rs")]
 mod nemocore_rs {
     use super::{PyDict, call};
@@ -36,8 +37,12 @@ mod nemocore_rs {
 
     #[pymodule_export]
     use crate::errors::{
-        NemocoreError, NemocoreInternalError, NemocoreInvalidArgumentError, NemocoreIoError,
+        NemocoreError, NemocoreInternalError, NemocoreInvalidArgumentError,
+        NemocoreInvalidConfigError, NemocoreIoError,
     };
+
+    #[pymodule_export]
+    use crate::tokenizer::{PyDecodeStream, PyTokenizer};
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -69,7 +74,8 @@ mod nemocore_rs {
 
     /// Test hook: raises the exception mapped from the core error of `kind`.
     ///
-    /// `kind` is one of "invalid_argument", "io", "internal"; any other
+    /// `kind` is one of "invalid_argument", "invalid_config", "io",
+    /// "internal"; any other
     /// value raises NemocoreInvalidArgumentError.
     #[pyfunction]
     fn _raise_error_for_test(py: Python<'_>, kind: String) -> PyResult<()> {
@@ -149,6 +155,7 @@ mod tests {
             for class in [
                 "NemocoreError",
                 "NemocoreInvalidArgumentError",
+                "NemocoreInvalidConfigError",
                 "NemocoreIoError",
                 "NemocoreInternalError",
             ] {
