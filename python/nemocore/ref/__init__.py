@@ -5,5 +5,12 @@ are the ground truth that tests compare the C++ and CUDA kernels against.
 """
 
 from nemocore.ref.causal_conv1d import causal_conv1d_fn, causal_conv1d_update
+from nemocore.ref.ssd import mamba_chunk_scan_combined, selective_state_update, ssd_recurrence
 
-__all__ = ["causal_conv1d_fn", "causal_conv1d_update"]
+__all__ = [
+    "causal_conv1d_fn",
+    "causal_conv1d_update",
+    "mamba_chunk_scan_combined",
+    "selective_state_update",
+    "ssd_recurrence",
+]
