@@ -19,7 +19,8 @@ namespace py = pybind11;
 
 namespace nemocore::bindings {
 void register_causal_conv1d(py::module_& m);
-}
+void register_ssd(py::module_& m);
+}  // namespace nemocore::bindings
 
 namespace {
 
@@ -61,7 +62,13 @@ py::dict build_info() {
   info["cuda_runtime_version"] = cuda::runtime_version();
   info["cuda_driver_version"] = cuda::driver_version();
   info["cuda_device_count"] = cuda::device_count();
+#ifdef NEMOCORE_WITH_CUDA_SSD
+  info["cuda_ssd"] = true;
 #else
+  info["cuda_ssd"] = false;
+#endif
+#else
+  info["cuda_ssd"] = false;
   info["cuda"] = false;
   info["cuda_archs"] = "";
 #endif
@@ -79,4 +86,5 @@ PYBIND11_MODULE(_C, m) {
   m.def("set_cpu_isa", &nemocore::cpu::set_isa, py::arg("name"),
         "Run CPU kernels at a lower ISA level ('base', 'avx2', 'avx512'), e.g. to compare them.");
   nemocore::bindings::register_causal_conv1d(m);
+  nemocore::bindings::register_ssd(m);
 }

@@ -16,4 +16,8 @@ void causal_conv1d_update(const CausalConv1dUpdateParams& p) {
   NEMOCORE_CPU_DISPATCH(causal_conv1d_update, p)
 }
 
+void ssd_fwd(const SsdFwdParams& p) { NEMOCORE_CPU_DISPATCH(ssd_fwd, p) }
+void ssd_bwd(const SsdBwdParams& p) { NEMOCORE_CPU_DISPATCH(ssd_bwd, p) }
+void ssd_state_update(const SsdStateUpdateParams& p) { NEMOCORE_CPU_DISPATCH(ssd_state_update, p) }
+
 }  // namespace nemocore::cpu

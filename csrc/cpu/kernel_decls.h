@@ -3,12 +3,16 @@
 
 #include "cpu/common/isa.h"
 #include "nemocore/causal_conv1d.h"
+#include "nemocore/ssd.h"
 
 #define NEMOCORE_DECLARE_CPU_KERNELS(ns)                        \
   namespace nemocore::cpu::ns {                                 \
   void causal_conv1d_fwd(const CausalConv1dFwdParams& p);       \
   void causal_conv1d_bwd(const CausalConv1dBwdParams& p);       \
   void causal_conv1d_update(const CausalConv1dUpdateParams& p); \
+  void ssd_fwd(const SsdFwdParams& p);                          \
+  void ssd_bwd(const SsdBwdParams& p);                          \
+  void ssd_state_update(const SsdStateUpdateParams& p);         \
   }
 
 NEMOCORE_DECLARE_CPU_KERNELS(base)

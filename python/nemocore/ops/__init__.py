@@ -8,5 +8,11 @@ checks that name the bad argument, and a pure-PyTorch reference of the same name
 """
 
 from nemocore.ops.causal_conv1d import causal_conv1d_fn, causal_conv1d_update
+from nemocore.ops.ssd import mamba_chunk_scan_combined, selective_state_update
 
-__all__ = ["causal_conv1d_fn", "causal_conv1d_update"]
+__all__ = [
+    "causal_conv1d_fn",
+    "causal_conv1d_update",
+    "mamba_chunk_scan_combined",
+    "selective_state_update",
+]
