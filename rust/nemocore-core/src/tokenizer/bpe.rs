@@ -18,7 +18,10 @@ use crate::error::{Error, Result};
 /// Words at least this long (in bytes) are not cached.
 const CACHE_MAX_WORD_LEN: usize = 256;
 /// Cache entries kept at most; a full cache stops growing.
-const CACHE_CAPACITY: usize = 10_000;
+const CACHE_CAPACITY: usize = 100_000;
+/// Words with at most this many symbols are merged by linear scans (fewer
+/// allocations than the heap, same result).
+const SMALL_WORD: usize = 24;
 
 /// Options of a BPE model as tokenizer.json spells them.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -308,8 +311,8 @@ impl Bpe {
     /// Merges the symbols `ids` and appends the result to `out`.
     fn merge_ids(&self, ids: &[u32], out: &mut Vec<u32>) {
         let n = ids.len();
-        if n == 1 {
-            out.push(ids[0]);
+        if n <= SMALL_WORD {
+            self.merge_small(ids, out);
             return;
         }
         let mut symbols: Vec<Symbol> = ids
@@ -361,6 +364,36 @@ impl Bpe {
             out.push(symbols[i].id);
             i = symbols[i].next;
         }
+    }
+}
+
+impl Bpe {
+    /// [`Bpe::merge_ids`] for short words: repeatedly merge the pair of
+    /// lowest rank, leftmost first, which is the order the heap pops them in.
+    fn merge_small(&self, ids: &[u32], out: &mut Vec<u32>) {
+        let mut symbols: Vec<u32> = ids.to_vec();
+        // ranks[i]: (rank, merged id) of the pair (symbols[i], symbols[i + 1]).
+        let rank_of = |a: u32, b: u32| self.merges.get(&(a, b)).copied();
+        let mut ranks: Vec<Option<(u32, u32)>> =
+            symbols.windows(2).map(|w| rank_of(w[0], w[1])).collect();
+        loop {
+            let best = ranks
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| r.map(|(rank, id)| (rank, i, id)))
+                .min();
+            let Some((_, i, id)) = best else { break };
+            symbols[i] = id;
+            symbols.remove(i + 1);
+            ranks.remove(i);
+            if i > 0 {
+                ranks[i - 1] = rank_of(symbols[i - 1], id);
+            }
+            if i < ranks.len() {
+                ranks[i] = rank_of(id, symbols[i + 1]);
+            }
+        }
+        out.extend_from_slice(&symbols);
     }
 }
 
@@ -428,6 +461,27 @@ mod tests {
         let err =
             Bpe::new(vocab, vec![("a".into(), "a".into())], BpeOptions::default()).unwrap_err();
         assert!(err.to_string().contains("model.merges[0]"), "{err}");
+    }
+
+    fn heap_merge(m: &Bpe, ids: &[u32]) -> Vec<u32> {
+        // Past SMALL_WORD symbols merge_ids takes the heap path; pad with a
+        // symbol that merges with nothing, then drop the padding.
+        let mut padded = ids.to_vec();
+        padded.extend(std::iter::repeat_n(6, SMALL_WORD + 1));
+        let mut out = Vec::new();
+        m.merge_ids(&padded, &mut out);
+        out.truncate(out.len() - (SMALL_WORD + 1));
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn linear_scan_merges_like_the_heap(ids in proptest::collection::vec(0u32..3, 0..20)) {
+            let m = model(BpeOptions::default());
+            let mut small = Vec::new();
+            m.merge_small(&ids, &mut small);
+            proptest::prop_assert_eq!(small, heap_merge(&m, &ids));
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@
 use std::borrow::Cow;
 
 use fancy_regex::Regex;
+use regex_automata::{Anchored, Input};
 
 use super::byte_level::BYTE_TO_CHAR;
 use crate::error::{Error, Result};
@@ -78,7 +79,7 @@ enum Engine {
     /// [`WHITESPACE_TAIL`]: the look-ahead is replaced by `\s+` and its effect
     /// restored after each match (see [`SplitPattern::find_all`]).
     Automaton {
-        regex: regex::Regex,
+        regex: regex_automata::meta::Regex,
         newline_alternative: bool,
     },
 }
@@ -101,7 +102,7 @@ fn automaton_engine(source: &str) -> Option<Engine> {
     {
         return None;
     }
-    let regex = regex::Regex::new(&format!(r"{head}|\s+")).ok()?;
+    let regex = regex_automata::meta::Regex::new(&format!(r"{head}|\s+")).ok()?;
     Some(Engine::Automaton {
         regex,
         newline_alternative: head.ends_with(NEWLINE_ALTERNATIVE),
@@ -162,14 +163,20 @@ impl SplitPattern {
 /// short of a following non-space when the run has two or more characters,
 /// so the match is cut there and the search resumes at that character.
 fn find_without_lookahead(
-    regex: &regex::Regex,
+    regex: &regex_automata::meta::Regex,
     newline_alternative: bool,
     text: &str,
     out: &mut Vec<(usize, usize)>,
 ) {
     let mut pos = 0;
     while pos < text.len() {
-        let Some(m) = regex.find_at(text, pos) else {
+        // These patterns match at nearly every position: an anchored search
+        // finds the match without the reverse scan an unanchored one needs.
+        let anchored = Input::new(text).range(pos..).anchored(Anchored::Yes);
+        let Some(m) = regex
+            .search(&anchored)
+            .or_else(|| regex.search(&Input::new(text).range(pos..)))
+        else {
             break;
         };
         let (start, mut end) = (m.start(), m.end());
