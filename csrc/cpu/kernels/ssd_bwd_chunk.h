@@ -18,13 +18,6 @@
 
 namespace nemocore::cpu::NEMOCORE_CPU_ISA::ssd {
 
-template <typename A>
-A dot(const A* a, const A* b, int64_t n) {
-  A s = 0;
-  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
-
 // Buffers of the backward beyond the forward's workspace.
 template <typename A>
 struct Grads {

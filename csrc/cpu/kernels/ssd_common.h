@@ -84,6 +84,21 @@ inline A process_dt(A raw, A bias, bool softplus, bool limit, A lo, A hi, A* slo
   return v;
 }
 
+// a . b over n elements. Sixteen running partial sums, in a fixed order, so that the compiler
+// can vectorise the sum without -ffast-math (a single accumulator is a serial chain of adds).
+template <typename A>
+inline A dot(const A* a, const A* b, int64_t n) {
+  constexpr int K = 16;
+  A part[K] = {};
+  int64_t i = 0;
+  for (; i + K <= n; i += K)
+    for (int k = 0; k < K; ++k) part[k] += a[i + k] * b[i + k];
+  A s = 0;
+  for (; i < n; ++i) s += a[i] * b[i];
+  for (int k = 0; k < K; ++k) s += part[k];
+  return s;
+}
+
 // Rows [t0, t0 + len) of head (or group) `h` of a (b, L, heads, width) tensor, into dst
 // (len x width, row-major, compute type).
 template <typename T, typename A>

@@ -44,19 +44,17 @@ void update_impl(const SsdStateUpdateParams& p) {
           ssd::process_dt<A>(dt[j * p.dt_dim_stride], bj, p.dt_softplus, p.has_dt_limit, lo, hi);
       const A xj = to_acc<A>(x[j * p.x_dim_stride]);
       const A* Aj = Ar + j * p.A_dim_stride;
-      if (p.A_state_stride == 0) {
-        std::fill(decay.begin(), decay.end(), exp_acc<A>(dtj * Aj[0]));
-      } else {
-        for (int64_t n = 0; n < N; ++n) decay[n] = exp_acc<A>(dtj * Aj[n * p.A_state_stride]);
-      }
       S* sj = st + j * p.state_dim_stride;
       load_row(sj, p.state_state_stride, N, s.data());
       const A dx = dtj * xj;
-      A y = 0;
-      for (int64_t n = 0; n < N; ++n) {
-        s[n] = s[n] * decay[n] + dx * Bv[n];
-        y += s[n] * Cv[n];
+      if (p.A_state_stride == 0) {
+        const A dA = exp_acc<A>(dtj * Aj[0]);
+        for (int64_t n = 0; n < N; ++n) s[n] = s[n] * dA + dx * Bv[n];
+      } else {
+        for (int64_t n = 0; n < N; ++n) decay[n] = exp_acc<A>(dtj * Aj[n * p.A_state_stride]);
+        for (int64_t n = 0; n < N; ++n) s[n] = s[n] * decay[n] + dx * Bv[n];
       }
+      A y = ssd::dot(s.data(), Cv.data(), N);
       store_row(s.data(), N, sj, p.state_state_stride);
       if (D) y += D[h * p.D_head_stride + j * p.D_dim_stride] * xj;
       if (z) {

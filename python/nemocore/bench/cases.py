@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from nemocore import ops
+from nemocore import _native, ops, ref
 
 Thunk = Callable[[], object]
 
@@ -114,6 +114,105 @@ def conv_update(b, c, k, device="cpu", dtype=torch.float32):
     )
 
 
+def _ssd_inputs(b, length, h, p, g, n, device, dtype=torch.float32):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(b, length, h, p, generator=gen)
+    dt = torch.rand(b, length, h, generator=gen) * 0.1
+    A = -torch.rand(h, generator=gen) - 0.5
+    B = torch.randn(b, length, g, n, generator=gen)
+    C = torch.randn(b, length, g, n, generator=gen)
+    return (
+        x.to(device, dtype),
+        dt.to(device),
+        A.to(device),
+        B.to(device, dtype),
+        C.to(device, dtype),
+    )
+
+
+def _ssd_shape(b, length, h, p, g, n, q, dtype):
+    return f"b{b} L{length} H{h} P{p} G{g} N{n} Q{q} {str(dtype)[6:]}"
+
+
+def ssd_fwd(b, length, h, p, g, n, q, device="cpu", dtype=torch.float32):
+    """The chunked scan against the pure-torch chunked reference (kernels.md 2.3, R2); for
+    bf16 the peer runs on the inputs upcast to fp32 (torch's bf16 CPU path is not a fair peer)."""
+
+    def setup():
+        x, dt, A, B, C = _ssd_inputs(b, length, h, p, g, n, device, dtype)
+        wide = [t.float() for t in (x, B, C)]
+        return (
+            lambda: ops.mamba_chunk_scan_combined(x, dt, A, B, C, q),
+            lambda: ref.mamba_chunk_scan_combined(wide[0], dt, A, wide[1], wide[2], q),
+        )
+
+    return BenchCase(
+        "ssd_chunk_scan_fwd",
+        _ssd_shape(b, length, h, p, g, n, q, dtype),
+        device,
+        "ref.mamba_chunk_scan_combined (R2, fp32)",
+        setup,
+    )
+
+
+def ssd_fwd_bwd(b, length, h, p, g, n, q, device="cpu", dtype=torch.float32):
+    def setup():
+        leaves = [t.requires_grad_() for t in _ssd_inputs(b, length, h, p, g, n, device, dtype)]
+        dy = torch.randn_like(leaves[0])
+
+        def ours():
+            return torch.autograd.grad(ops.mamba_chunk_scan_combined(*leaves, q), leaves, dy)
+
+        def peer():
+            return torch.autograd.grad(ref.mamba_chunk_scan_combined(*leaves, q), leaves, dy)
+
+        return ours, peer
+
+    return BenchCase(
+        "ssd_chunk_scan_fwd+bwd",
+        _ssd_shape(b, length, h, p, g, n, q, dtype),
+        device,
+        "R2, autograd",
+        setup,
+    )
+
+
+def ssd_update(b, h=128, p=64, g=8, n=128, device="cpu", dtype=torch.float32):
+    """One decoding step at Nemotron-H-8B's mixer shapes, fp32 state, A and dt broadcast."""
+
+    def setup():
+        gen = torch.Generator().manual_seed(0)
+        state = torch.randn(b, h, p, n, generator=gen).to(device)
+        x = torch.randn(b, h, p, generator=gen).to(device, dtype)
+        dt = torch.rand(b, h, generator=gen).to(device)[..., None].expand(b, h, p)
+        A = (-torch.rand(h, generator=gen)).to(device)[:, None, None].expand(h, p, n)
+        B = torch.randn(b, g, n, generator=gen).to(device, dtype)
+        C = torch.randn(b, g, n, generator=gen).to(device, dtype)
+        D = torch.randn(h, generator=gen).to(device)
+        peer_state = state.clone()
+        args = (x, dt, A, B, C)
+        return (
+            lambda: ops.selective_state_update(state, *args, D=D, dt_softplus=True),
+            lambda: ref.selective_state_update(peer_state, *args, D=D, dt_softplus=True),
+        )
+
+    return BenchCase(
+        "selective_state_update",
+        f"b{b} H{h} P{p} G{g} N{n} {str(dtype)[6:]}, fp32 state",
+        device,
+        "torch step (ref.selective_state_update)",
+        setup,
+        bytes_moved=2 * b * h * p * n * 4,
+    )
+
+
+def _cuda_ssd_built() -> bool:
+    try:
+        return bool(_native.kernels().build_info().get("cuda_ssd", False))
+    except ImportError:
+        return False
+
+
 CPU_CASES = [
     conv_fwd(8, 1536, 4096, 4),
     conv_fwd(8, 1536, 4096, 4, channel_last=True),
@@ -121,6 +220,12 @@ CPU_CASES = [
     conv_fwd(8, 1536, 4096, 4, dtype=torch.bfloat16),
     conv_fwd_bwd(4, 1536, 2048, 4),
     conv_update(64, 6144, 4),
+    ssd_fwd(2, 2048, 16, 64, 1, 128, 256),
+    ssd_fwd(2, 2048, 16, 64, 1, 128, 256, dtype=torch.bfloat16),
+    ssd_fwd_bwd(2, 2048, 16, 64, 1, 128, 256),
+    ssd_update(1),
+    ssd_update(8),
+    ssd_update(64),
 ]
 
 GPU_CASES = [
@@ -130,5 +235,15 @@ GPU_CASES = [
     conv_update(64, 6144, 4, "cuda", torch.bfloat16),
     conv_update(512, 6144, 4, "cuda", torch.bfloat16),
 ]
+
+# The SSD GPU cases (kernels.md 8: Nemotron-H-8B mixer at b8 L8192, decode at b1..512) run once
+# the CUDA SSD kernels are built; until then a GPU run would only time an error.
+if _cuda_ssd_built():
+    GPU_CASES += [
+        ssd_fwd(8, 8192, 128, 64, 8, 128, 128, "cuda", torch.bfloat16),
+        ssd_fwd(8, 8192, 64, 64, 8, 128, 128, "cuda", torch.bfloat16),
+        ssd_fwd_bwd(8, 8192, 128, 64, 8, 128, 128, "cuda", torch.bfloat16),
+        *(ssd_update(b, device="cuda", dtype=torch.bfloat16) for b in (1, 64, 256, 512)),
+    ]
 
 CASES = CPU_CASES + GPU_CASES
