@@ -31,23 +31,20 @@ void check_width(int64_t width, const char* op) {
 
 void causal_conv1d_fwd(const CausalConv1dFwdParams& p) {
   check_width(p.width, "causal_conv1d_fwd");
-  dispatch_float_io(p.io_dtype, "causal_conv1d_fwd", [&](auto tag) {
-    conv1d::launch_fwd<typename decltype(tag)::type>(p);
-  });
+  dispatch_float_io(p.io_dtype, "causal_conv1d_fwd",
+                    [&](auto tag) { conv1d::launch_fwd<typename decltype(tag)::type>(p); });
 }
 
 void causal_conv1d_bwd(const CausalConv1dBwdParams& p) {
   check_width(p.fwd.width, "causal_conv1d_bwd");
-  dispatch_float_io(p.fwd.io_dtype, "causal_conv1d_bwd", [&](auto tag) {
-    conv1d::launch_bwd<typename decltype(tag)::type>(p);
-  });
+  dispatch_float_io(p.fwd.io_dtype, "causal_conv1d_bwd",
+                    [&](auto tag) { conv1d::launch_bwd<typename decltype(tag)::type>(p); });
 }
 
 void causal_conv1d_update(const CausalConv1dUpdateParams& p) {
   check_width(p.width, "causal_conv1d_update");
-  dispatch_float_io(p.io_dtype, "causal_conv1d_update", [&](auto tag) {
-    conv1d::launch_update<typename decltype(tag)::type>(p);
-  });
+  dispatch_float_io(p.io_dtype, "causal_conv1d_update",
+                    [&](auto tag) { conv1d::launch_update<typename decltype(tag)::type>(p); });
 }
 
 }  // namespace nemocore::cuda

@@ -51,7 +51,8 @@ __global__ void __launch_bounds__(kSeqThreads, 4)
   const int64_t t0 = tile0 + tid * kE;  // this thread's positions: t0 .. t0 + kE - 1
   const int64_t L = p.seqlen;
   const Inputs<T> in(p, b);
-  const T* dout = static_cast<const T*>(bp.dout) + b * bp.dout_batch_stride + c * bp.dout_dim_stride;
+  const T* dout =
+      static_cast<const T*>(bp.dout) + b * bp.dout_batch_stride + c * bp.dout_dim_stride;
 
   A own[kE], dy[kE];
   load_run<kVec>(in.x + c * in.x_c + t0, L - t0, own);
@@ -272,7 +273,8 @@ __global__ void __launch_bounds__(kGenericThreads)
   const int64_t u = tile * kGenericThreads + threadIdx.x;
   const bool valid = u < L;  // no early return: the block reduces below
   const Inputs<T> in(p, b);
-  const T* dout = static_cast<const T*>(bp.dout) + b * bp.dout_batch_stride + c * bp.dout_dim_stride;
+  const T* dout =
+      static_cast<const T*>(bp.dout) + b * bp.dout_batch_stride + c * bp.dout_dim_stride;
   const A* w = static_cast<const A*>(p.weight) + c * K;
   const A bias = p.bias ? static_cast<const A*>(p.bias)[c] : A(0);
   const int32_t id_u = in.id(u);
@@ -287,9 +289,9 @@ __global__ void __launch_bounds__(kGenericThreads)
     }
     const int64_t slot = u - (L - (K - 1));
     if (bp.dfinal_states != nullptr && slot >= 0) {
-      acc += to_acc(static_cast<const T*>(bp.dfinal_states)[b * bp.dfinal_batch_stride +
-                                                             c * bp.dfinal_dim_stride +
-                                                             slot * bp.dfinal_seq_stride]);
+      acc += to_acc(static_cast<const T*>(
+          bp.dfinal_states)[b * bp.dfinal_batch_stride + c * bp.dfinal_dim_stride +
+                            slot * bp.dfinal_seq_stride]);
     }
     static_cast<T*>(bp.dx)[b * bp.dx_batch_stride + c * bp.dx_dim_stride + u * bp.dx_seq_stride] =
         from_acc<T>(acc);
@@ -328,7 +330,8 @@ __global__ void __launch_bounds__(kGenericThreads) dinit_kernel(const CausalConv
   const int64_t j = i % K1, c = (i / K1) % p.dim, b = i / (K1 * p.dim);
   const int64_t pos = j - K1;
   const Inputs<T> in(p, b);
-  const T* dout = static_cast<const T*>(bp.dout) + b * bp.dout_batch_stride + c * bp.dout_dim_stride;
+  const T* dout =
+      static_cast<const T*>(bp.dout) + b * bp.dout_batch_stride + c * bp.dout_dim_stride;
   const A* w = static_cast<const A*>(p.weight) + c * K;
   const A bias = p.bias ? static_cast<const A*>(p.bias)[c] : A(0);
   A acc = A(0);
@@ -340,9 +343,9 @@ __global__ void __launch_bounds__(kGenericThreads) dinit_kernel(const CausalConv
   }
   const int64_t slot = pos - (L - K1);
   if (bp.dfinal_states != nullptr && slot >= 0) {
-    acc += to_acc(static_cast<const T*>(bp.dfinal_states)[b * bp.dfinal_batch_stride +
-                                                           c * bp.dfinal_dim_stride +
-                                                           slot * bp.dfinal_seq_stride]);
+    acc += to_acc(static_cast<const T*>(
+        bp.dfinal_states)[b * bp.dfinal_batch_stride + c * bp.dfinal_dim_stride +
+                          slot * bp.dfinal_seq_stride]);
   }
   static_cast<T*>(bp.dinitial_states)[b * bp.dinit_batch_stride + c * bp.dinit_dim_stride +
                                       j * bp.dinit_seq_stride] = from_acc<T>(acc);
@@ -358,36 +361,37 @@ void launch_bwd(const CausalConv1dBwdParams& bp) {
   if (B > 0 && C > 0 && L > 0) {
     const bool seq_fast = p.x_seq_stride == 1 && bp.dout_seq_stride == 1 && bp.dx_seq_stride == 1;
     const bool cl_fast = p.x_dim_stride == 1 && bp.dout_dim_stride == 1 && bp.dx_dim_stride == 1;
-    const bool done = (seq_fast || cl_fast) && dispatch_width(p.width, [&](auto width) {
-      constexpr int K = decltype(width)::value;
-      if (seq_fast) {
-        const bool vec = vec_aligned<T>(p.x, {p.x_batch_stride, p.x_dim_stride}) &&
-                         vec_aligned<T>(bp.dout, {bp.dout_batch_stride, bp.dout_dim_stride}) &&
-                         vec_aligned<T>(bp.dx, {bp.dx_batch_stride, bp.dx_dim_stride});
-        const int64_t tiles = ceil_div(L, int64_t{kSeqThreads} * kRunVecs * kVecElts<T>);
-        dispatch_bool(vec, [&](auto v) {
-          launch_kernel("causal_conv1d_bwd_seq", bwd_seq_kernel<T, K, decltype(v)::value>,
-                        grid_blocks(B * C * tiles, "causal_conv1d_bwd_seq"), dim3(kSeqThreads),
-                        stream, bp, tiles);
+    const bool done =
+        (seq_fast || cl_fast) && dispatch_width(p.width, [&](auto width) {
+          constexpr int K = decltype(width)::value;
+          if (seq_fast) {
+            const bool vec = vec_aligned<T>(p.x, {p.x_batch_stride, p.x_dim_stride}) &&
+                             vec_aligned<T>(bp.dout, {bp.dout_batch_stride, bp.dout_dim_stride}) &&
+                             vec_aligned<T>(bp.dx, {bp.dx_batch_stride, bp.dx_dim_stride});
+            const int64_t tiles = ceil_div(L, int64_t{kSeqThreads} * kRunVecs * kVecElts<T>);
+            dispatch_bool(vec, [&](auto v) {
+              launch_kernel("causal_conv1d_bwd_seq", bwd_seq_kernel<T, K, decltype(v)::value>,
+                            grid_blocks(B * C * tiles, "causal_conv1d_bwd_seq"), dim3(kSeqThreads),
+                            stream, bp, tiles);
+            });
+          } else {
+            const bool vec = vec_aligned<T>(p.x, {p.x_batch_stride, p.x_seq_stride}) &&
+                             vec_aligned<T>(bp.dout, {bp.dout_batch_stride, bp.dout_seq_stride}) &&
+                             vec_aligned<T>(bp.dx, {bp.dx_batch_stride, bp.dx_seq_stride});
+            const int64_t chan_tiles = ceil_div(C, kClCols<T>);
+            const int64_t time_tiles = ceil_div(L, kClBwdRows<T>);
+            dispatch_bool(vec, [&](auto v) {
+              launch_kernel("causal_conv1d_bwd_cl", bwd_cl_kernel<T, K, decltype(v)::value>,
+                            grid_blocks(B * chan_tiles * time_tiles, "causal_conv1d_bwd_cl"),
+                            dim3(kClThreads), stream, bp, chan_tiles, time_tiles);
+            });
+          }
         });
-      } else {
-        const bool vec = vec_aligned<T>(p.x, {p.x_batch_stride, p.x_seq_stride}) &&
-                         vec_aligned<T>(bp.dout, {bp.dout_batch_stride, bp.dout_seq_stride}) &&
-                         vec_aligned<T>(bp.dx, {bp.dx_batch_stride, bp.dx_seq_stride});
-        const int64_t chan_tiles = ceil_div(C, kClCols<T>);
-        const int64_t time_tiles = ceil_div(L, kClBwdRows<T>);
-        dispatch_bool(vec, [&](auto v) {
-          launch_kernel("causal_conv1d_bwd_cl", bwd_cl_kernel<T, K, decltype(v)::value>,
-                        grid_blocks(B * chan_tiles * time_tiles, "causal_conv1d_bwd_cl"),
-                        dim3(kClThreads), stream, bp, chan_tiles, time_tiles);
-        });
-      }
-    });
     if (!done) {
       const int64_t tiles = ceil_div(L, kGenericThreads);
       launch_kernel("causal_conv1d_bwd_generic", bwd_generic_kernel<T>,
-                    grid_blocks(B * C * tiles, "causal_conv1d_bwd_generic"),
-                    dim3(kGenericThreads), stream, bp, tiles);
+                    grid_blocks(B * C * tiles, "causal_conv1d_bwd_generic"), dim3(kGenericThreads),
+                    stream, bp, tiles);
     }
   }
   const int64_t n_init = B * C * (p.width - 1);

@@ -52,7 +52,9 @@ constexpr int kClSegLen = kClRows * kClCols<T> / kClThreads;
 
 __host__ __device__ __forceinline__ int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 __host__ __device__ __forceinline__ int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
-__host__ __device__ __forceinline__ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+__host__ __device__ __forceinline__ int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
 
 // ---- the forward's inputs -------------------------------------------------------------------
 
@@ -182,7 +184,8 @@ __device__ __forceinline__ void load_tile(const Inputs<T>& in, int64_t c_begin, 
       vals[it] = *reinterpret_cast<const Vec<T>*>(in.x + t * in.x_t + c);
     } else {
 #pragma unroll
-      for (int e = 0; e < kV; ++e) vals[it].v[e] = from_acc<T>(e < nc ? in.at(c + e, t) : acc_t<T>(0));
+      for (int e = 0; e < kV; ++e)
+        vals[it].v[e] = from_acc<T>(e < nc ? in.at(c + e, t) : acc_t<T>(0));
     }
   }
 #pragma unroll

@@ -179,29 +179,30 @@ void launch_fwd(const CausalConv1dFwdParams& p) {
   if (B > 0 && C > 0 && L > 0) {
     const bool seq_fast = p.x_seq_stride == 1 && p.out_seq_stride == 1;
     const bool cl_fast = p.x_dim_stride == 1 && p.out_dim_stride == 1;
-    const bool done = (seq_fast || cl_fast) && dispatch_width(p.width, [&](auto width) {
-      constexpr int K = decltype(width)::value;
-      if (seq_fast) {
-        const bool vec = vec_aligned<T>(p.x, {p.x_batch_stride, p.x_dim_stride}) &&
-                         vec_aligned<T>(p.out, {p.out_batch_stride, p.out_dim_stride});
-        const int64_t tiles = ceil_div(L, int64_t{kSeqThreads} * kRunVecs * kVecElts<T>);
-        dispatch_bool(vec, [&](auto v) {
-          launch_kernel("causal_conv1d_fwd_seq", fwd_seq_kernel<T, K, decltype(v)::value>,
-                        grid_blocks(B * C * tiles, "causal_conv1d_fwd_seq"), dim3(kSeqThreads),
-                        stream, p, tiles);
+    const bool done =
+        (seq_fast || cl_fast) && dispatch_width(p.width, [&](auto width) {
+          constexpr int K = decltype(width)::value;
+          if (seq_fast) {
+            const bool vec = vec_aligned<T>(p.x, {p.x_batch_stride, p.x_dim_stride}) &&
+                             vec_aligned<T>(p.out, {p.out_batch_stride, p.out_dim_stride});
+            const int64_t tiles = ceil_div(L, int64_t{kSeqThreads} * kRunVecs * kVecElts<T>);
+            dispatch_bool(vec, [&](auto v) {
+              launch_kernel("causal_conv1d_fwd_seq", fwd_seq_kernel<T, K, decltype(v)::value>,
+                            grid_blocks(B * C * tiles, "causal_conv1d_fwd_seq"), dim3(kSeqThreads),
+                            stream, p, tiles);
+            });
+          } else {
+            const bool vec = vec_aligned<T>(p.x, {p.x_batch_stride, p.x_seq_stride}) &&
+                             vec_aligned<T>(p.out, {p.out_batch_stride, p.out_seq_stride});
+            const int64_t chan_tiles = ceil_div(C, kClCols<T>);
+            const int64_t time_tiles = ceil_div(L, kClRows);
+            dispatch_bool(vec, [&](auto v) {
+              launch_kernel("causal_conv1d_fwd_cl", fwd_cl_kernel<T, K, decltype(v)::value>,
+                            grid_blocks(B * chan_tiles * time_tiles, "causal_conv1d_fwd_cl"),
+                            dim3(kClThreads), stream, p, chan_tiles, time_tiles);
+            });
+          }
         });
-      } else {
-        const bool vec = vec_aligned<T>(p.x, {p.x_batch_stride, p.x_seq_stride}) &&
-                         vec_aligned<T>(p.out, {p.out_batch_stride, p.out_seq_stride});
-        const int64_t chan_tiles = ceil_div(C, kClCols<T>);
-        const int64_t time_tiles = ceil_div(L, kClRows);
-        dispatch_bool(vec, [&](auto v) {
-          launch_kernel("causal_conv1d_fwd_cl", fwd_cl_kernel<T, K, decltype(v)::value>,
-                        grid_blocks(B * chan_tiles * time_tiles, "causal_conv1d_fwd_cl"),
-                        dim3(kClThreads), stream, p, chan_tiles, time_tiles);
-        });
-      }
-    });
     if (!done) {
       const bool channel_fastest = p.x_dim_stride == 1 && p.x_seq_stride != 1;
       launch_kernel("causal_conv1d_fwd_generic", fwd_generic_kernel<T>,

@@ -78,7 +78,8 @@ void launch_update(const CausalConv1dUpdateParams& p) {
   if (rows == 0 || p.seqlen == 0) return;  // nothing to compute; the state keeps its inputs
   if (p.state_len < p.width - 1) {
     throw std::invalid_argument("causal_conv1d_update: state_len (" + std::to_string(p.state_len) +
-                                ") must be at least width - 1 (" + std::to_string(p.width - 1) + ")");
+                                ") must be at least width - 1 (" + std::to_string(p.width - 1) +
+                                ")");
   }
   launch_kernel("causal_conv1d_update", update_kernel<T>,
                 grid_blocks(ceil_div(rows, kGenericThreads), "causal_conv1d_update"),

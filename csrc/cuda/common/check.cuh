@@ -11,8 +11,8 @@ namespace nemocore::cuda {
 // Throws if `err` is not cudaSuccess; `what` names the call that failed.
 inline void check_cuda(cudaError_t err, const char* what) {
   if (err == cudaSuccess) return;
-  throw std::runtime_error(std::string("nemocore: ") + what + " failed: " +
-                           cudaGetErrorName(err) + ": " + cudaGetErrorString(err));
+  throw std::runtime_error(std::string("nemocore: ") + what + " failed: " + cudaGetErrorName(err) +
+                           ": " + cudaGetErrorString(err));
 }
 
 // Checks the kernel launch just made (bad configuration, no image for this GPU, ...). Also
@@ -20,9 +20,8 @@ inline void check_cuda(cudaError_t err, const char* what) {
 inline void check_launch(const char* kernel) {
   const cudaError_t err = cudaGetLastError();
   if (err == cudaSuccess) return;
-  throw std::runtime_error(std::string("nemocore: CUDA kernel ") + kernel +
-                           " failed to launch: " + cudaGetErrorName(err) + ": " +
-                           cudaGetErrorString(err));
+  throw std::runtime_error(std::string("nemocore: CUDA kernel ") + kernel + " failed to launch: " +
+                           cudaGetErrorName(err) + ": " + cudaGetErrorString(err));
 }
 
 }  // namespace nemocore::cuda
