@@ -428,7 +428,9 @@ def test_backward_matches_autograd_through_reference(device, shape, mode, dtype)
 
 @pytest.mark.parametrize("mode", ["states", "packed", "limit", "per_dim_D"])
 def test_gradcheck_float64(mode):
-    shape = (2, 9, 4, 2, 2, 3, 4)
+    # The full Jacobian check ("states") runs at the smallest shape that still has a partial
+    # last chunk; the others check a random projection at a larger one.
+    shape = (1, 7, 2, 2, 1, 3, 3) if mode == "states" else (2, 9, 4, 2, 2, 3, 4)
     x, dt, A, B, C = make_inputs(shape, dt_scale=0.5)
     kw = extras(shape, D_dims=2 if mode == "per_dim_D" else 1)
     seq = _packed(2, [4, 1, 4], "cpu")[0] if mode == "packed" else None
@@ -445,7 +447,7 @@ def test_gradcheck_float64(mode):
             A,
             B,
             C,
-            4,
+            shape[-1],
             D=D,
             z=z,
             dt_bias=bias,
@@ -456,7 +458,8 @@ def test_gradcheck_float64(mode):
             return_final_states=True,
         )
 
-    assert torch.autograd.gradcheck(fn, leaves)
+    # Fast mode (a random projection of the Jacobian) for all but one mode keeps this quick.
+    assert torch.autograd.gradcheck(fn, leaves, fast_mode=mode != "states")
 
 
 # ---- ISA variants, threads, torch.compile ----------------------------------------------------
