@@ -20,6 +20,12 @@ __all__ = ["DecodeStream", "Tokenizer"]
 PRE_TOKENIZERS = ("gpt2", "cl100k", "llama3", "o200k")
 
 
+def _id_list(ids: Sequence[int]) -> list[int]:
+    """``ids`` as a list of ints; tensors and arrays convert through ``tolist()``."""
+    tolist = getattr(ids, "tolist", None)
+    return tolist() if callable(tolist) else list(ids)
+
+
 class DecodeStream:
     """Decodes one id at a time; :meth:`step` returns text only once it is complete UTF-8.
 
@@ -122,8 +128,9 @@ class Tokenizer:
         return self._inner.encode_batch(list(texts), add_special_tokens, num_threads)
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
-        """Text of ``ids``; an id no token has raises ``NemocoreInvalidArgumentError``."""
-        return self._inner.decode(list(ids), skip_special_tokens)
+        """Text of ``ids`` (a sequence of ints, or a 1-D tensor/array); an id no token has
+        raises ``NemocoreInvalidArgumentError``."""
+        return self._inner.decode(_id_list(ids), skip_special_tokens)
 
     def decode_batch(
         self,

@@ -82,6 +82,16 @@ def test_stream_holds_back_partial_characters():
     assert ours.token_bytes(pieces[0]) == b"\xf0"
 
 
+def test_decode_takes_tensors_and_arrays():
+    import numpy as np
+    import torch
+
+    _, ours = pair("gpt2")
+    ids = ours.encode("tensors too")
+    assert ours.decode(torch.tensor(ids)) == "tensors too"
+    assert ours.decode_batch([np.array(ids)]) == ["tensors too"]
+
+
 def test_decode_rejects_unknown_ids():
     _, ours = pair("gpt2")
     with pytest.raises(rs.NemocoreInvalidArgumentError, match="out of range"):

@@ -8,11 +8,11 @@
 //! without spaces) does not go quadratic.
 
 use std::collections::{BinaryHeap, HashMap};
-use std::sync::RwLock;
 
 use rustc_hash::FxHashMap;
 
 use super::byte_level::{BYTE_TO_CHAR, char_to_byte_table, unmap};
+use super::cache::WordCache;
 use crate::error::{Error, Result};
 
 /// Words at least this long (in bytes) are not cached.
@@ -56,9 +56,9 @@ pub struct Bpe {
     merge_list: Vec<(String, String)>,
     options: BpeOptions,
     unk_id: Option<u32>,
-    cache: RwLock<FxHashMap<String, Vec<u32>>>,
+    cache: WordCache<String>,
     /// Cache of [`Bpe::tokenize_raw_into`], keyed by raw words.
-    raw_cache: RwLock<FxHashMap<Box<[u8]>, Vec<u32>>>,
+    raw_cache: WordCache<Box<[u8]>>,
 }
 
 impl Clone for Bpe {
@@ -72,8 +72,8 @@ impl Clone for Bpe {
             merge_list: self.merge_list.clone(),
             options: self.options.clone(),
             unk_id: self.unk_id,
-            cache: RwLock::default(),
-            raw_cache: RwLock::default(),
+            cache: WordCache::new(CACHE_CAPACITY),
+            raw_cache: WordCache::new(CACHE_CAPACITY),
         }
     }
 }
@@ -143,8 +143,8 @@ impl Bpe {
             merge_list,
             options,
             unk_id,
-            cache: RwLock::default(),
-            raw_cache: RwLock::default(),
+            cache: WordCache::new(CACHE_CAPACITY),
+            raw_cache: WordCache::new(CACHE_CAPACITY),
         })
     }
 
@@ -196,21 +196,14 @@ impl Bpe {
                 return Ok(());
             }
         }
-        if let Ok(cache) = self.raw_cache.try_read() {
-            if let Some(ids) = cache.get(word) {
-                out.extend_from_slice(ids);
-                return Ok(());
-            }
+        if self.raw_cache.extend_into(word, out) {
+            return Ok(());
         }
         let start = out.len();
         let ids: Vec<u32> = word.iter().map(|&b| byte_ids[usize::from(b)]).collect();
         self.merge_ids(&ids, out);
         if word.len() < CACHE_MAX_WORD_LEN {
-            if let Ok(mut cache) = self.raw_cache.try_write() {
-                if cache.len() < CACHE_CAPACITY {
-                    cache.insert(word.into(), out[start..].to_vec());
-                }
-            }
+            self.raw_cache.insert(word, &out[start..]);
         }
         Ok(())
     }
@@ -226,20 +219,13 @@ impl Bpe {
                 return Ok(());
             }
         }
-        if let Ok(cache) = self.cache.try_read() {
-            if let Some(ids) = cache.get(word) {
-                out.extend_from_slice(ids);
-                return Ok(());
-            }
+        if self.cache.extend_into(word, out) {
+            return Ok(());
         }
         let start = out.len();
         self.merge_word(word, out)?;
         if word.len() < CACHE_MAX_WORD_LEN {
-            if let Ok(mut cache) = self.cache.try_write() {
-                if cache.len() < CACHE_CAPACITY {
-                    cache.insert(word.to_owned(), out[start..].to_vec());
-                }
-            }
+            self.cache.insert(word, &out[start..]);
         }
         Ok(())
     }

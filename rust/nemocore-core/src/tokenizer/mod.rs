@@ -10,6 +10,7 @@
 pub mod added_tokens;
 pub mod bpe;
 pub mod byte_level;
+pub mod cache;
 pub mod decoders;
 pub mod json;
 pub mod normalizers;
