@@ -161,6 +161,13 @@ void* opt_out(const py::handle& obj, const char* name, const std::vector<int64_t
   return t->data;
 }
 
+// The same for an output that must be given (its data pointer is null when it is empty).
+void* req_out(const py::handle& obj, const char* name, const std::vector<int64_t>& shape,
+              DType dtype, const TensorView& x) {
+  check(!obj.is_none(), std::string(name) + ": required");
+  return opt_out(obj, name, shape, dtype, x);
+}
+
 void ssd_fwd(const py::handle& x, const py::handle& dt, const py::handle& A, const py::handle& B,
              const py::handle& C, const py::handle& D, const py::handle& z,
              const py::handle& dt_bias, const py::handle& seqs, const py::handle& initial_states,
@@ -194,11 +201,10 @@ void ssd_bwd(const py::handle& x, const py::handle& dt, const py::handle& A, con
   check(grads.size() == 9, "grads: expected (dx, ddt, dA, dB, dC, dD, dz, ddt_bias, dinit)");
   const std::vector<int64_t> bc_shape{f.batch, f.seqlen, f.ngroups, f.dstate};
   p.dx = io_out(grads[0], "dx", f, xv);
-  p.ddt = opt_out(grads[1], "ddt", {f.batch, f.seqlen, f.nheads}, acc, xv);
-  p.dA = opt_out(grads[2], "dA", {f.nheads}, acc, xv);
-  p.dB = opt_out(grads[3], "dB", bc_shape, xv.dtype, xv);
-  p.dC = opt_out(grads[4], "dC", bc_shape, xv.dtype, xv);
-  check(p.ddt && p.dA && p.dB && p.dC, "grads: ddt, dA, dB and dC are required");
+  p.ddt = req_out(grads[1], "ddt", {f.batch, f.seqlen, f.nheads}, acc, xv);
+  p.dA = req_out(grads[2], "dA", {f.nheads}, acc, xv);
+  p.dB = req_out(grads[3], "dB", bc_shape, xv.dtype, xv);
+  p.dC = req_out(grads[4], "dC", bc_shape, xv.dtype, xv);
   if (f.D) {
     p.dD = opt_out(
         grads[5], "dD",
@@ -208,7 +214,7 @@ void ssd_bwd(const py::handle& x, const py::handle& dt, const py::handle& A, con
   if (f.z) p.dz = io_out(grads[6], "dz", f, xv);
   if (f.dt_bias) p.ddt_bias = opt_out(grads[7], "ddt_bias", {f.nheads}, acc, xv);
   if (auto gi = optional_view_of(grads[8], "dinitial_states")) {
-    check(f.initial_states != nullptr, "dinitial_states: given without initial_states");
+    check(!initial_states.is_none(), "dinitial_states: given without initial_states");
     check_tensor(*gi, "dinitial_states", {gi->size(0), f.nheads, f.headdim, f.dstate}, acc, xv,
                  true);
     p.dinitial_states = gi->data;

@@ -426,6 +426,22 @@ def test_backward_matches_autograd_through_reference(device, shape, mode, dtype)
         close(g, w, 1e-9 if dtype == torch.float64 else 2e-4)
 
 
+@pytest.mark.parametrize("shape", [(0, 5, 2, 4, 1, 3, 4), (2, 0, 2, 4, 1, 3, 4)])
+def test_empty_batch_or_sequence_backward(shape):
+    """With seqlen 0 the final state is the initial state: its gradient passes straight through."""
+    x, dt, A, B, C = make_inputs(shape)
+    init = torch.randn(shape[0], shape[2], shape[3], shape[5], dtype=torch.float64)
+    leaves = [t.requires_grad_() for t in (x, dt, init)]
+    y, fin = ops.mamba_chunk_scan_combined(
+        x, dt, A, B, C, 4, initial_states=init, return_final_states=True
+    )
+    assert y.shape == x.shape
+    (y.sum() + (3 * fin).sum()).backward()
+    torch.testing.assert_close(fin, init)
+    torch.testing.assert_close(init.grad, torch.full_like(init, 3.0))
+    assert all(t.grad is not None and t.grad.shape == t.shape for t in leaves)
+
+
 @pytest.mark.parametrize("mode", ["states", "packed", "limit", "per_dim_D"])
 def test_gradcheck_float64(mode):
     # The full Jacobian check ("states") runs at the smallest shape that still has a partial
