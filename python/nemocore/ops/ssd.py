@@ -439,7 +439,10 @@ def selective_state_update(
 
     ``dt = clamp(softplus(dt + dt_bias))``; ``state = state * exp(dt A) + dt x B^T`` in place;
     returns ``(state C + D x) * silu(z)``. Unlike mamba_ssm, ``dt_limit`` is applied here too,
-    so decode matches the scan (model.md 3.2.1).
+    so decode matches the scan (model.md 3.2.1). The kernel reads every argument through its
+    strides (stride-0 broadcasts of ``A``, ``dt``, ``D``, ``dt_bias`` are never materialised)
+    and updates ``state`` in place whatever its strides; it computes in float32 (float64 for
+    float64 ``x``).
 
     Args:
         state: ``(b, H, P, N)`` float32 or ``x``'s dtype, updated in place; with
