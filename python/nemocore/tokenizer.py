@@ -10,7 +10,7 @@ supported values. Batch calls run on all cores without the GIL.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from nemocore._native import rust
@@ -142,6 +142,21 @@ class Tokenizer:
         return self._inner.decode_batch(
             [list(ids) for ids in batch], skip_special_tokens, num_threads
         )
+
+    def apply_chat_template(
+        self,
+        messages: Sequence[Mapping[str, str]],
+        add_generation_prompt: bool = True,
+        reasoning: str | None = None,
+        tokenize: bool = False,
+    ) -> str | list[int]:
+        """Renders ``messages`` with :func:`nemocore.chat.apply_chat_template` (Nemotron's
+        format, reasoning ``"on"``/``"off"``); with ``tokenize`` returns the ids instead, the
+        role markers encoded as the special tokens they are."""
+        from nemocore.chat import apply_chat_template
+
+        text = apply_chat_template(messages, add_generation_prompt, reasoning)
+        return self.encode(text) if tokenize else text
 
     def decode_stream(self, skip_special_tokens: bool = False) -> DecodeStream:
         """A :class:`DecodeStream` over this tokenizer."""

@@ -1,8 +1,9 @@
 """``nemocore demo``: a short tour of what nemocore does today.
 
-It grows with the project; for now it exercises the foundation end to end: the compiled
-kernels against their pure-PyTorch references, decoding with a rolling state, a few training
-steps through the hand-written backward, the Rust core, and one benchmark.
+It grows with the project toward train-then-generate; today it exercises what is built end to
+end: the conv and Mamba-2 SSD kernels against their pure-PyTorch references, prefill then
+token-by-token decoding with rolling states, a few training steps through the hand-written
+backward passes, the Rust tokenizer trained here and the chat template, and one benchmark.
 """
 
 from __future__ import annotations
@@ -19,6 +20,94 @@ from nemocore.cli.doctor import _lines, collect
 
 def _step(title: str) -> None:
     print(f"\n== {title}")
+
+
+def _ssd_tour(quick: bool) -> None:
+    b, length, h, p, g, n = (1, 200, 4, 16, 1, 16) if quick else (2, 1000, 8, 32, 2, 64)
+    _step(f"Mamba-2 SSD scan, C++ kernel vs reference  (b={b} L={length} H={h} P={p} N={n})")
+    x = torch.randn(b, length, h, p)
+    dt = torch.randn(b, length, h) - 1
+    a = -torch.rand(h) - 0.5
+    bm, cm = torch.randn(b, length, g, n), torch.randn(b, length, g, n)
+    d, dt_bias = torch.randn(h), torch.randn(h) * 0.1
+    kw = dict(D=d, dt_bias=dt_bias, dt_softplus=True)
+    t0 = time.perf_counter()
+    y, state = ops.mamba_chunk_scan_combined(x, dt, a, bm, cm, 128, return_final_states=True, **kw)
+    ours_ms = (time.perf_counter() - t0) * 1e3
+    t0 = time.perf_counter()
+    y_ref = ref.mamba_chunk_scan_combined(x, dt, a, bm, cm, 128, **kw)
+    ref_ms = (time.perf_counter() - t0) * 1e3
+    print(
+        f"  max |error| vs chunked reference = {(y - y_ref).abs().max().item():.2e}  "
+        f"({ours_ms:.0f} ms vs {ref_ms:.0f} ms)"
+    )
+    steps = 16
+    xs, dts = torch.randn(b, steps, h, p), torch.randn(b, steps, h) - 1
+    bs, cs = torch.randn(b, steps, g, n), torch.randn(b, steps, g, n)
+    outs = [
+        ops.selective_state_update(
+            state,
+            xs[:, t],
+            dts[:, t, :, None].expand(-1, -1, p),
+            a[:, None, None].expand(h, p, n),
+            bs[:, t],
+            cs[:, t],
+            D=d[:, None].expand(h, p),
+            dt_bias=dt_bias[:, None].expand(h, p),
+            dt_softplus=True,
+        )
+        for t in range(steps)
+    ]
+    full = ops.mamba_chunk_scan_combined(
+        torch.cat([x, xs], 1),
+        torch.cat([dt, dts], 1),
+        a,
+        torch.cat([bm, bs], 1),
+        torch.cat([cm, cs], 1),
+        128,
+        **kw,
+    )
+    err = (torch.stack(outs, 1) - full[:, length:]).abs().max().item()
+    print(f"  prefill + {steps} decode steps match one scan of the whole: max |diff| = {err:.1e}")
+
+
+def _tokenizer_tour(quick: bool) -> None:
+    import inspect
+    import json
+
+    from nemocore import Tokenizer
+    from nemocore.chat import split_reasoning
+
+    _step("Rust tokenizer: train a byte-level BPE on Python's own source, then use it")
+    texts = [
+        inspect.getsource(m)
+        for m in (
+            json.decoder,
+            json.encoder,
+            time.__class__.__module__ and __import__("argparse"),
+            __import__("dataclasses"),
+        )
+    ]
+    vocab = 600 if quick else 2000
+    t0 = time.perf_counter()
+    tok = Tokenizer.train(
+        texts,
+        vocab_size=vocab,
+        special_tokens=["<|im_start|>", "<|im_end|>", "<think>", "</think>"],
+    )
+    print(
+        f"  trained a {tok.vocab_size}-token vocabulary on {sum(map(len, texts)) / 1e3:.0f} kB "
+        f"in {time.perf_counter() - t0:.2f} s"
+    )
+    sample = "def greet(name): return f'héllo {name} 👋'"
+    ids = tok.encode(sample)
+    print(f"  {sample!r} -> {len(ids)} tokens, decodes back exactly: {tok.decode(ids) == sample}")
+    messages = [{"role": "user", "content": "What is 2 + 2?"}]
+    for mode in ("on", "off"):
+        prompt = tok.apply_chat_template(messages, reasoning=mode)
+        print(f"  chat prompt, reasoning {mode}: {prompt!r}")
+    thought, answer = split_reasoning("<think>\n2 + 2 = 4\n</think>\nFour.")
+    print(f"  a reply splits into reasoning {thought.strip()!r} and answer {answer.strip()!r}")
 
 
 def run_demo(quick: bool = False) -> int:
@@ -73,14 +162,13 @@ def run_demo(quick: bool = False) -> int:
         f"{(w_fit - target_w).abs().max().item():.2e} ({time.perf_counter() - t0:.1f} s)"
     )
 
+    _ssd_tour(quick)
+    _tokenizer_tour(quick)
+
     _step("Rust core")
     rs = _native.rust()
     info = rs.build_info()
     print(f"  nemocore._rs {rs.__version__} ({info['profile']}, {info['rustc']})")
-    try:
-        rs._raise_panic_for_test("demo")
-    except rs.NemocoreInternalError as e:
-        print(f"  a Rust panic becomes a Python exception, not a crash: {e}")
 
     _step("one benchmark (median of alternating runs; see `nemocore bench` for all)")
     r = run_case(conv_fwd(4, 512, 4096, 4), rounds=2, min_time_s=0.2)
