@@ -13,8 +13,12 @@ MESSAGES = [
 
 def _tokenizer() -> Tokenizer:
     texts = [apply_chat_template(MESSAGES, reasoning=r) for r in ("on", "off")] * 50
-    return Tokenizer.train(texts, vocab_size=400, min_frequency=1,
-                           special_tokens=["<|im_start|>", "<|im_end|>", "<think>", "</think>"])
+    return Tokenizer.train(
+        texts,
+        vocab_size=400,
+        min_frequency=1,
+        special_tokens=["<|im_start|>", "<|im_end|>", "<think>", "</think>"],
+    )
 
 
 def test_text_and_ids_agree():
