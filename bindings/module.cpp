@@ -62,13 +62,31 @@ py::dict build_info() {
   info["cuda_runtime_version"] = cuda::runtime_version();
   info["cuda_driver_version"] = cuda::driver_version();
   info["cuda_device_count"] = cuda::device_count();
-#ifdef NEMOCORE_WITH_CUDA_SSD
-  info["cuda_ssd"] = true;
+  // Which SSD ops have CUDA kernels in this build; cuda_ssd: all of them.
+#ifdef NEMOCORE_WITH_CUDA_SSD_FWD
+  constexpr bool ssd_fwd = true;
 #else
-  info["cuda_ssd"] = false;
+  constexpr bool ssd_fwd = false;
 #endif
+#ifdef NEMOCORE_WITH_CUDA_SSD_BWD
+  constexpr bool ssd_bwd = true;
+#else
+  constexpr bool ssd_bwd = false;
+#endif
+#ifdef NEMOCORE_WITH_CUDA_SSD_UPDATE
+  constexpr bool ssd_update = true;
+#else
+  constexpr bool ssd_update = false;
+#endif
+  info["cuda_ssd"] = ssd_fwd && ssd_bwd && ssd_update;
+  info["cuda_ssd_fwd"] = ssd_fwd;
+  info["cuda_ssd_bwd"] = ssd_bwd;
+  info["cuda_ssd_update"] = ssd_update;
 #else
   info["cuda_ssd"] = false;
+  info["cuda_ssd_fwd"] = false;
+  info["cuda_ssd_bwd"] = false;
+  info["cuda_ssd_update"] = false;
   info["cuda"] = false;
   info["cuda_archs"] = "";
 #endif

@@ -7,14 +7,26 @@
 #include "nemocore/ssd.h"
 #include "tensor_view.h"
 
-// The CUDA SSD kernels declared in nemocore/ssd.h are not part of NEMOCORE_CUDA_SOURCES yet.
-// When they are, CMake also defines NEMOCORE_WITH_CUDA_SSD, and CUDA tensors reach them; until
-// then a CUDA tensor gets a clear error instead of a missing symbol at import.
-#if defined(NEMOCORE_WITH_CUDA) && defined(NEMOCORE_WITH_CUDA_SSD)
+// CMake defines NEMOCORE_WITH_CUDA_SSD_{FWD,BWD,UPDATE} for each CUDA SSD kernel that is part of
+// NEMOCORE_CUDA_SOURCES, and CUDA tensors reach exactly those; an op whose CUDA kernel is not
+// built gets a clear error instead of a missing symbol at import.
+#if defined(NEMOCORE_WITH_CUDA)
 #include "nemocore/cuda_runtime_api.h"
-#define NEMOCORE_SSD_CUDA_FN(fn) (&::nemocore::cuda::fn)
+#endif
+#if defined(NEMOCORE_WITH_CUDA) && defined(NEMOCORE_WITH_CUDA_SSD_FWD)
+#define NEMOCORE_SSD_CUDA_FWD (&::nemocore::cuda::ssd_fwd)
 #else
-#define NEMOCORE_SSD_CUDA_FN(fn) nullptr
+#define NEMOCORE_SSD_CUDA_FWD nullptr
+#endif
+#if defined(NEMOCORE_WITH_CUDA) && defined(NEMOCORE_WITH_CUDA_SSD_BWD)
+#define NEMOCORE_SSD_CUDA_BWD (&::nemocore::cuda::ssd_bwd)
+#else
+#define NEMOCORE_SSD_CUDA_BWD nullptr
+#endif
+#if defined(NEMOCORE_WITH_CUDA) && defined(NEMOCORE_WITH_CUDA_SSD_UPDATE)
+#define NEMOCORE_SSD_CUDA_UPDATE (&::nemocore::cuda::ssd_state_update)
+#else
+#define NEMOCORE_SSD_CUDA_UPDATE nullptr
 #endif
 
 namespace py = pybind11;
@@ -40,11 +52,11 @@ void launch(const TensorView& ref, typename KernelFn<P>::type cpu_fn,
   }
   if (cuda_fn == nullptr) {
     throw std::runtime_error(
-        "nemocore: the Mamba-2 SSD ops have no CUDA kernels in this build yet; run them on CPU "
+        "nemocore: this Mamba-2 SSD op has no CUDA kernels in this build yet; run it on CPU "
         "tensors, or use nemocore.ref.mamba_chunk_scan_combined / selective_state_update on "
         "the GPU. `nemocore doctor` shows what was built.");
   }
-#if defined(NEMOCORE_WITH_CUDA) && defined(NEMOCORE_WITH_CUDA_SSD)
+#if defined(NEMOCORE_WITH_CUDA)
   without_gil([&] {
     cuda::DeviceGuard guard(ref.device);
     cuda_fn(p);
@@ -178,7 +190,7 @@ void ssd_fwd(const py::handle& x, const py::handle& dt, const py::handle& A, con
   p.final_states =
       opt_out(final_states, "final_states", {p.num_seqs, p.nheads, p.headdim, p.dstate},
               acc_dtype_for(xv.dtype), xv);
-  launch(xv, &cpu::ssd_fwd, NEMOCORE_SSD_CUDA_FN(ssd_fwd), p);
+  launch(xv, &cpu::ssd_fwd, NEMOCORE_SSD_CUDA_FWD, p);
 }
 
 void ssd_bwd(const py::handle& x, const py::handle& dt, const py::handle& A, const py::handle& B,
@@ -219,7 +231,7 @@ void ssd_bwd(const py::handle& x, const py::handle& dt, const py::handle& A, con
                  true);
     p.dinitial_states = gi->data;
   }
-  launch(xv, &cpu::ssd_bwd, NEMOCORE_SSD_CUDA_FN(ssd_bwd), p);
+  launch(xv, &cpu::ssd_bwd, NEMOCORE_SSD_CUDA_BWD, p);
 }
 
 void ssd_state_update(const py::handle& state_obj, const py::handle& x_obj,
@@ -294,7 +306,7 @@ void ssd_state_update(const py::handle& state_obj, const py::handle& x_obj,
   p.dt_min = dt_min, p.dt_max = dt_max;
   p.num_threads = num_threads < 1 ? 1 : num_threads;
   p.stream = reinterpret_cast<void*>(stream);
-  launch(x, &cpu::ssd_state_update, NEMOCORE_SSD_CUDA_FN(ssd_state_update), p);
+  launch(x, &cpu::ssd_state_update, NEMOCORE_SSD_CUDA_UPDATE, p);
 }
 
 }  // namespace

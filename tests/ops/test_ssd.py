@@ -18,25 +18,37 @@ from conftest import assert_close_to_truth, requires_cuda
 from nemocore import _native, ops, ref
 
 
-def _cuda_ssd_built() -> bool:
-    return bool(_native.kernels().build_info().get("cuda_ssd", False))
+def _cuda_ssd_built(op: str = "") -> bool:
+    """Whether this build has the CUDA kernel of `op` ("fwd", "bwd", "update"; "": all)."""
+    key = f"cuda_ssd_{op}" if op else "cuda_ssd"
+    return bool(_native.kernels().build_info().get(key, False))
 
 
-DEVICES = [
-    "cpu",
-    pytest.param(
-        "cuda",
-        marks=[
-            requires_cuda,
-            pytest.mark.cuda,
-            pytest.mark.skipif(not _cuda_ssd_built(), reason="CUDA SSD kernels not built yet"),
-        ],
-    ),
-]
+def _devices(op: str = "") -> list:
+    return [
+        "cpu",
+        pytest.param(
+            "cuda",
+            marks=[
+                requires_cuda,
+                pytest.mark.cuda,
+                pytest.mark.skipif(
+                    not _cuda_ssd_built(op), reason=f"CUDA SSD kernels ({op or 'all'}) not built"
+                ),
+            ],
+        ),
+    ]
 
 
-@pytest.fixture(params=DEVICES)
+@pytest.fixture(params=_devices())
 def device(request) -> torch.device:
+    """A device on which every SSD op runs."""
+    return torch.device(request.param)
+
+
+@pytest.fixture(params=_devices("update"))
+def update_device(request) -> torch.device:
+    """A device on which the decode step runs."""
     return torch.device(request.param)
 
 
@@ -330,7 +342,8 @@ def test_prefill_then_state_updates_equal_one_scan(device, dt_limit):
         (torch.float16, torch.float16),
     ],
 )
-def test_state_update_matches_reference(device, dtype, state_dtype):
+def test_state_update_matches_reference(update_device, dtype, state_dtype):
+    device = update_device
     b, H, P, G, N, pool = 4, 6, 8, 3, 16, 7
     g = torch.Generator().manual_seed(1)
 
@@ -355,16 +368,21 @@ def test_state_update_matches_reference(device, dtype, state_dtype):
     assert torch.equal(s_ops[[1, 3, 4, 6]], state[[1, 3, 4, 6]])  # rows nobody owns
 
 
-def test_state_update_single_head_form_and_full_A(device):
+def test_state_update_single_head_form_and_full_A(update_device):
     """mamba_ssm's (b, P, N) state form, and an A that really varies along P and N."""
+    device = update_device
     b, P, N = 3, 5, 4
     state = torch.randn(b, P, N, dtype=torch.float64, device=device)
     x, dt = torch.randn(b, P, dtype=torch.float64, device=device), torch.rand(b, P).double()
     A = -torch.rand(P, N, dtype=torch.float64, device=device)
     B, C = torch.randn(b, N).double().to(device), torch.randn(b, N).double().to(device)
     s_ref = state.clone()
-    y = ops.selective_state_update(state, x, dt.to(device), A, B, C, D=torch.ones(P).double())
-    y_ref = ref.selective_state_update(s_ref, x, dt.to(device), A, B, C, D=torch.ones(P).double())
+    y = ops.selective_state_update(
+        state, x, dt.to(device), A, B, C, D=torch.ones(P, dtype=torch.float64, device=device)
+    )
+    y_ref = ref.selective_state_update(
+        s_ref, x, dt.to(device), A, B, C, D=torch.ones(P, dtype=torch.float64, device=device)
+    )
     close((y, state), (y_ref, s_ref), 1e-12)
 
 
@@ -649,8 +667,13 @@ def test_bad_state_update_inputs():
 
 @requires_cuda
 def test_cuda_tensors_without_cuda_kernels_fail_clearly():
-    if _cuda_ssd_built():
-        pytest.skip("CUDA SSD kernels are built")
+    if _cuda_ssd_built("fwd") and _cuda_ssd_built("bwd"):
+        pytest.skip("CUDA SSD scan kernels are built")
     x, dt, A, B, C = make_inputs((1, 8, 2, 4, 1, 4, 4), torch.float32, "cuda")
-    with pytest.raises(RuntimeError, match="no CUDA kernels"):
-        ops.mamba_chunk_scan_combined(x, dt, A, B, C, 4)
+    if _cuda_ssd_built("fwd"):  # the forward runs, the backward has no kernel
+        y = ops.mamba_chunk_scan_combined(x.requires_grad_(True), dt, A, B, C, 4)
+        with pytest.raises(RuntimeError, match="no CUDA kernels"):
+            y.sum().backward()
+    else:
+        with pytest.raises(RuntimeError, match="no CUDA kernels"):
+            ops.mamba_chunk_scan_combined(x, dt, A, B, C, 4)

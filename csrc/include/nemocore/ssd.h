@@ -148,8 +148,9 @@ void ssd_state_update(const SsdStateUpdateParams& p);
 }  // namespace cpu
 
 namespace cuda {
-// Launch on p.stream (asynchronous). Throw std::runtime_error on a launch failure. Not built
-// yet: bindings/ssd.cpp calls them only when NEMOCORE_WITH_CUDA_SSD is defined.
+// Launch on p.stream (asynchronous). Throw std::runtime_error on a launch failure. Each is
+// built only when CMake defines NEMOCORE_WITH_CUDA_SSD_{FWD,BWD,UPDATE}; bindings/ssd.cpp
+// calls exactly those.
 void ssd_fwd(const SsdFwdParams& p);
 void ssd_bwd(const SsdBwdParams& p);
 void ssd_state_update(const SsdStateUpdateParams& p);
