@@ -183,13 +183,19 @@ void* req_out(const py::handle& obj, const char* name, const std::vector<int64_t
 void ssd_fwd(const py::handle& x, const py::handle& dt, const py::handle& A, const py::handle& B,
              const py::handle& C, const py::handle& D, const py::handle& z,
              const py::handle& dt_bias, const py::handle& seqs, const py::handle& initial_states,
-             const py::handle& out, const py::handle& final_states, const ScanConfig& cfg) {
+             const py::handle& out, const py::handle& final_states, const ScanConfig& cfg,
+             const py::handle& workspace) {
   TensorView xv;
   SsdFwdParams p = scan_params(x, dt, A, B, C, D, z, dt_bias, seqs, initial_states, cfg, xv);
   p.out = io_out(out, "out", p, xv);
   p.final_states =
       opt_out(final_states, "final_states", {p.num_seqs, p.nheads, p.headdim, p.dstate},
               acc_dtype_for(xv.dtype), xv);
+  if (xv.is_cuda) {
+    const int64_t elems =
+        ssd_cuda_fwd_workspace_elems(p.num_chunks, p.nheads, p.chunk_size, p.headdim, p.dstate);
+    p.workspace = req_out(workspace, "workspace", {elems}, acc_dtype_for(xv.dtype), xv);
+  }
   launch(xv, &cpu::ssd_fwd, NEMOCORE_SSD_CUDA_FWD, p);
 }
 
@@ -324,7 +330,9 @@ void register_ssd(py::module_& m) {
   m.def("ssd_fwd", &ssd_fwd, py::arg("x"), py::arg("dt"), py::arg("A"), py::arg("B"), py::arg("C"),
         py::arg("D"), py::arg("z"), py::arg("dt_bias"), py::arg("seqs"), py::arg("initial_states"),
         py::arg("out"), py::arg("final_states"), py::arg("config"),
-        "Mamba-2 SSD chunked scan forward into `out` (and per-sequence `final_states`).");
+        py::arg("workspace") = py::none(),
+        "Mamba-2 SSD chunked scan forward into `out` (and per-sequence `final_states`); CUDA "
+        "tensors need a `workspace` (see ssd_cuda_fwd_workspace_elems in nemocore/ssd.h).");
   m.def("ssd_bwd", &ssd_bwd, py::arg("x"), py::arg("dt"), py::arg("A"), py::arg("B"), py::arg("C"),
         py::arg("D"), py::arg("z"), py::arg("dt_bias"), py::arg("seqs"), py::arg("initial_states"),
         py::arg("dout"), py::arg("dfinal_states"), py::arg("grads"), py::arg("config"),

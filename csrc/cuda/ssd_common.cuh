@@ -38,10 +38,10 @@ __device__ __forceinline__ A process_dt(A raw, A bias, bool softplus, bool limit
   return v;
 }
 
-// Sum over the 32 lanes of a warp; every lane gets the total.
+// Sum over the 32 lanes of a warp; lane 0 gets the total.
 template <typename A>
 __device__ __forceinline__ A warp_sum(A v) {
-  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+  for (int off = 16; off > 0; off >>= 1) v += __shfl_down_sync(0xffffffffu, v, off);
   return v;
 }
 

@@ -18,13 +18,13 @@ from conftest import assert_close_to_truth, requires_cuda
 from nemocore import _native, ops, ref
 
 
-def _cuda_ssd_built(op: str = "") -> bool:
-    """Whether this build has the CUDA kernel of `op` ("fwd", "bwd", "update"; "": all)."""
-    key = f"cuda_ssd_{op}" if op else "cuda_ssd"
-    return bool(_native.kernels().build_info().get(key, False))
+def _cuda_ssd_built(*ops: str) -> bool:
+    """Whether this build has the CUDA kernels of `ops` ("fwd", "bwd", "update"; none: all)."""
+    info = _native.kernels().build_info()
+    return all(bool(info.get(f"cuda_ssd_{op}" if op else "cuda_ssd", False)) for op in ops or ("",))
 
 
-def _devices(op: str = "") -> list:
+def _devices(*ops: str) -> list:
     return [
         "cpu",
         pytest.param(
@@ -33,7 +33,8 @@ def _devices(op: str = "") -> list:
                 requires_cuda,
                 pytest.mark.cuda,
                 pytest.mark.skipif(
-                    not _cuda_ssd_built(op), reason=f"CUDA SSD kernels ({op or 'all'}) not built"
+                    not _cuda_ssd_built(*ops),
+                    reason=f"CUDA SSD kernels ({', '.join(ops) or 'all'}) not built",
                 ),
             ],
         ),
@@ -49,6 +50,18 @@ def device(request) -> torch.device:
 @pytest.fixture(params=_devices("update"))
 def update_device(request) -> torch.device:
     """A device on which the decode step runs."""
+    return torch.device(request.param)
+
+
+@pytest.fixture(params=_devices("fwd"))
+def fwd_device(request) -> torch.device:
+    """A device on which the scan's forward runs."""
+    return torch.device(request.param)
+
+
+@pytest.fixture(params=_devices("fwd", "update"))
+def fwd_update_device(request) -> torch.device:
+    """A device on which the scan's forward and the decode step run."""
     return torch.device(request.param)
 
 
@@ -133,7 +146,8 @@ def test_softplus_is_identity_above_20_and_limit_clamps():
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("D_dims", [1, 2])
-def test_forward_matches_reference(device, shape, dtype, D_dims):
+def test_forward_matches_reference(fwd_device, shape, dtype, D_dims):
+    device = fwd_device
     x, dt, A, B, C = make_inputs(shape, dtype, device, dt_scale=0.5)
     kw = extras(shape, dtype, device, D_dims=D_dims)
     got = ops.mamba_chunk_scan_combined(x, dt, A, B, C, shape[-1], return_final_states=True, **kw)
@@ -161,7 +175,8 @@ def test_chunk_size_changes_rounding_only():
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_low_precision_error_within_torch(device, dtype):
+def test_low_precision_error_within_torch(fwd_device, dtype):
+    device = fwd_device
     shape = (2, 150, 4, 32, 2, 32, 64)
     x, dt, A, B, C = make_inputs(shape, dtype, device, dt_scale=0.5)
     kw = extras(shape, dtype, device)
@@ -176,8 +191,9 @@ def test_low_precision_error_within_torch(device, dtype):
     assert_close_to_truth(y, truth, plain)
 
 
-def test_non_contiguous_inputs(device):
+def test_non_contiguous_inputs(fwd_device):
     """x, B and C as views of one fused projection (as in a Mamba mixer), dt strided."""
+    device = fwd_device
     b, L, H, P, G, N = 2, 70, 4, 16, 2, 8
     zxbc = torch.randn(b, L, H * P + 2 * G * N + 3, dtype=torch.float64, device=device)
     x = zxbc[..., : H * P].view(b, L, H, P)
@@ -211,7 +227,8 @@ def _packed(batch, lengths, device):
 
 
 @pytest.mark.parametrize("mode", ["seq_idx", "cu_seqlens", "cu_seqlens_per_seq_init"])
-def test_packed_sequences_equal_separate_runs(device, mode):
+def test_packed_sequences_equal_separate_runs(fwd_device, mode):
+    device = fwd_device
     lengths = [5, 1, 40, 17, 3]
     shape = (1 if mode != "seq_idx" else 2, sum(lengths), 4, 8, 2, 16, 16)
     x, dt, A, B, C = make_inputs(shape, device=device)
@@ -253,7 +270,8 @@ def test_packed_sequences_equal_separate_runs(device, mode):
     close((y, final, *varlen), want, 1e-10)
 
 
-def test_two_halves_chained_equal_one_run(device):
+def test_two_halves_chained_equal_one_run(fwd_device):
+    device = fwd_device
     shape = (2, 90, 4, 8, 2, 16, 16)
     x, dt, A, B, C = make_inputs(shape, device=device)
     kw = extras(shape, device=device)
@@ -290,7 +308,8 @@ def test_two_halves_chained_equal_one_run(device):
 
 
 @pytest.mark.parametrize("dt_limit", [(0.0, math.inf), (0.05, 0.4)])
-def test_prefill_then_state_updates_equal_one_scan(device, dt_limit):
+def test_prefill_then_state_updates_equal_one_scan(fwd_update_device, dt_limit):
+    device = fwd_update_device
     shape = (3, 40, 4, 8, 2, 16, 16)
     x, dt, A, B, C = make_inputs(shape, device=device)
     kw = extras(shape, device=device, D_dims=2)

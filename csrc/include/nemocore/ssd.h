@@ -73,9 +73,20 @@ struct SsdFwdParams {
   void* final_states = nullptr;  // (S, H, P, N), acc, contiguous: state after each sequence;
                                  // or nullptr (not wanted)
 
+  // CUDA only (the CPU ignores it): scratch of ssd_cuda_fwd_workspace_elems() acc elements,
+  // allocated by the caller (the Python op, with torch); contents need not be initialised.
+  void* workspace = nullptr;
+
   int num_threads = 1;     // CPU only: threads to use (torch.get_num_threads())
   void* stream = nullptr;  // CUDA only: the cudaStream_t to launch on
 };
+
+// Acc elements of SsdFwdParams::workspace for the CUDA forward: per (chunk, head) the processed
+// dt and its in-chunk cumulative sum (Q each) and the chunk's state (P x N).
+inline int64_t ssd_cuda_fwd_workspace_elems(int64_t num_chunks, int64_t nheads, int64_t chunk_size,
+                                            int64_t headdim, int64_t dstate) {
+  return num_chunks * nheads * (2 * chunk_size + headdim * dstate);
+}
 
 // Gradients of everything differentiable in SsdFwdParams. Every output is contiguous and fully
 // overwritten (the binding allocates them without zeroing, except dinitial_states).
@@ -150,7 +161,7 @@ void ssd_state_update(const SsdStateUpdateParams& p);
 namespace cuda {
 // Launch on p.stream (asynchronous). Throw std::runtime_error on a launch failure. Each is
 // built only when CMake defines NEMOCORE_WITH_CUDA_SSD_{FWD,BWD,UPDATE}; bindings/ssd.cpp
-// calls exactly those.
+// calls exactly those. ssd_fwd needs p.workspace.
 void ssd_fwd(const SsdFwdParams& p);
 void ssd_bwd(const SsdBwdParams& p);
 void ssd_state_update(const SsdStateUpdateParams& p);

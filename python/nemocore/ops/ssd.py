@@ -3,9 +3,10 @@
 Ladder (same names in ``nemocore.ref``):
     mamba_chunk_scan_combined / selective_state_update   public functions: check, cast, call
     nemocore::ssd_chunk_scan_fwd / _bwd / ssd_state_update  torch custom ops (fake impls)
-    nemocore._C.ssd_fwd / ssd_bwd / ssd_state_update      the C++ (CPU) kernels; the CUDA ones
-                                                          are declared in csrc/include/nemocore/
-                                                          ssd.h and not built yet
+    nemocore._C.ssd_fwd / ssd_bwd / ssd_state_update      the C++ kernels: csrc/cpu for CPU
+                                                          tensors, csrc/cuda for CUDA tensors
+                                                          (build_info()["cuda_ssd_*"] says
+                                                          which CUDA ones this build has)
 
 Letters: b batch, L seqlen, H heads, P head dim, G groups, N state size, S packed sequences.
 
@@ -102,8 +103,12 @@ def _ssd_chunk_scan_fwd(
     out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     finals = x.new_empty((table.shape[0], H, P, B.shape[-1]), dtype=dt.dtype)
     cfg = _config(x, chunk_size, chunks, dt_softplus, dt_min, dt_max, has_limit)
+    workspace = None
+    if x.is_cuda:  # ssd_cuda_fwd_workspace_elems in ssd.h: dt and its cumsum, chunk states
+        N = B.shape[-1]
+        workspace = x.new_empty((chunks * H * (2 * chunk_size + P * N),), dtype=dt.dtype)
     _native.kernels().ssd_fwd(
-        x, dt, A, B, C, D, z, dt_bias, table, initial_states, out, finals, cfg
+        x, dt, A, B, C, D, z, dt_bias, table, initial_states, out, finals, cfg, workspace
     )
     varlen = finals if cu_seqlens is not None else finals.new_empty((0, H, P, B.shape[-1]))
     return out, finals.index_select(0, last), varlen
