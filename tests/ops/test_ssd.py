@@ -357,6 +357,7 @@ def test_prefill_then_state_updates_equal_one_scan(fwd_update_device, dt_limit):
     [
         (torch.float32, torch.float32),
         (torch.float64, torch.float64),
+        (torch.float64, torch.float32),  # a float32 state under float64 compute
         (torch.bfloat16, torch.float32),
         (torch.float16, torch.float16),
     ],
@@ -381,6 +382,8 @@ def test_state_update_matches_reference(update_device, dtype, state_dtype):
     y = ops.selective_state_update(s_ops, x, dt, A, B, C, **kw)
     y_ref = ref.selective_state_update(s_ref, x, dt, A, B, C, **kw)
     tol = {torch.float64: 1e-12, torch.float32: 1e-5}.get(dtype, 2e-2)
+    if state_dtype == torch.float32:
+        tol = max(tol, 1e-5)  # the state itself is rounded to float32
     close(y, y_ref, tol)
     close(s_ops.double(), s_ref.double(), tol if state_dtype != torch.float16 else 2e-3)
     assert torch.equal(y[1], torch.zeros_like(y[1]))  # the padded row

@@ -112,6 +112,10 @@ inline double from_acc<double, double>(double v) {
   return v;
 }
 template <>
+inline float from_acc<float, double>(double v) {  // a float32 state under float64 compute
+  return static_cast<float>(v);
+}
+template <>
 inline bf16 from_acc<bf16, float>(float v) {
   return float_to_bf16(v);
 }

@@ -71,7 +71,8 @@ void ssd_state_update(const SsdStateUpdateParams& p) {
   const bool f32_state = p.state_dtype == DType::kFloat32;
   switch (p.io_dtype) {
     case DType::kFloat32: return update_impl<float, float>(p);
-    case DType::kFloat64: return update_impl<double, double>(p);
+    case DType::kFloat64:
+      return f32_state ? update_impl<double, float>(p) : update_impl<double, double>(p);
     case DType::kBFloat16:
       return f32_state ? update_impl<bf16, float>(p) : update_impl<bf16, bf16>(p);
     case DType::kFloat16: return f32_state ? update_impl<f16, float>(p) : update_impl<f16, f16>(p);
