@@ -3,11 +3,11 @@
 
 #include <stdexcept>
 
+#include "launch.h"
 #include "nemocore/causal_conv1d.h"
 #include "tensor_view.h"
 
 #ifdef NEMOCORE_WITH_CUDA
-#include "nemocore/cuda_runtime_api.h"
 #define NEMOCORE_CUDA_FN(fn) (&::nemocore::cuda::fn)
 #else
 #define NEMOCORE_CUDA_FN(fn) nullptr
@@ -21,32 +21,6 @@ namespace {
 // Weights, biases and their gradients are float32, or float64 for float64 activations.
 DType weight_dtype_for(DType io) {
   return io == DType::kFloat64 ? DType::kFloat64 : DType::kFloat32;
-}
-
-template <typename P>
-struct KernelFn {
-  using type = void (*)(const P&);
-};
-
-// Runs the CPU or the CUDA variant of a kernel (cuda_fn is null in builds without CUDA).
-template <typename P>
-void launch(const TensorView& ref, typename KernelFn<P>::type cpu_fn,
-            typename KernelFn<P>::type cuda_fn, const P& p) {
-  if (!ref.is_cuda) {
-    without_gil([&] { cpu_fn(p); });
-    return;
-  }
-#ifdef NEMOCORE_WITH_CUDA
-  without_gil([&] {
-    cuda::DeviceGuard guard(ref.device);
-    cuda_fn(p);
-  });
-#else
-  (void)cuda_fn;
-  throw std::runtime_error(
-      "nemocore._C was built without CUDA kernels; rebuild with a CUDA compiler available "
-      "(NEMOCORE_CUDA=1) to run on a GPU. `nemocore doctor` shows what was built.");
-#endif
 }
 
 struct Conv1dArgs {
@@ -134,7 +108,7 @@ void causal_conv1d_fwd(const py::handle& x, const py::handle& weight, const py::
     p.final_batch_stride = fin->stride(0), p.final_dim_stride = fin->stride(1);
     p.final_seq_stride = fin->stride(2);
   }
-  launch(a.x, &cpu::causal_conv1d_fwd, NEMOCORE_CUDA_FN(causal_conv1d_fwd), p);
+  launch(a.x, "causal_conv1d_fn", &cpu::causal_conv1d_fwd, NEMOCORE_CUDA_FN(causal_conv1d_fwd), p);
 }
 
 void causal_conv1d_bwd(const py::handle& x, const py::handle& weight, const py::handle& bias,
@@ -181,7 +155,8 @@ void causal_conv1d_bwd(const py::handle& x, const py::handle& weight, const py::
     p.dinit_batch_stride = gi->stride(0), p.dinit_dim_stride = gi->stride(1);
     p.dinit_seq_stride = gi->stride(2);
   }
-  launch(a.x, &cpu::causal_conv1d_bwd, NEMOCORE_CUDA_FN(causal_conv1d_bwd), p);
+  launch(a.x, "causal_conv1d_fn backward", &cpu::causal_conv1d_bwd,
+         NEMOCORE_CUDA_FN(causal_conv1d_bwd), p);
 }
 
 // A (batch,) int32 tensor on x's device, or nullptr for None.
@@ -234,7 +209,8 @@ void causal_conv1d_update(const py::handle& x, const py::handle& conv_state,
   p.out_batch_stride = o.stride(0), p.out_dim_stride = o.stride(1), p.out_seq_stride = o.stride(2);
   p.num_threads = num_threads < 1 ? 1 : num_threads;
   p.stream = reinterpret_cast<void*>(stream);
-  launch(a.x, &cpu::causal_conv1d_update, NEMOCORE_CUDA_FN(causal_conv1d_update), p);
+  launch(a.x, "causal_conv1d_update", &cpu::causal_conv1d_update,
+         NEMOCORE_CUDA_FN(causal_conv1d_update), p);
 }
 
 }  // namespace

@@ -4,15 +4,13 @@
 #include <stdexcept>
 #include <string>
 
+#include "launch.h"
 #include "nemocore/ssd.h"
 #include "tensor_view.h"
 
 // CMake defines NEMOCORE_WITH_CUDA_SSD_{FWD,BWD,UPDATE} for each CUDA SSD kernel that is part of
 // NEMOCORE_CUDA_SOURCES, and CUDA tensors reach exactly those; an op whose CUDA kernel is not
 // built gets a clear error instead of a missing symbol at import.
-#if defined(NEMOCORE_WITH_CUDA)
-#include "nemocore/cuda_runtime_api.h"
-#endif
 #if defined(NEMOCORE_WITH_CUDA) && defined(NEMOCORE_WITH_CUDA_SSD_FWD)
 #define NEMOCORE_SSD_CUDA_FWD (&::nemocore::cuda::ssd_fwd)
 #else
@@ -35,34 +33,6 @@ namespace nemocore::bindings {
 namespace {
 
 DType acc_dtype_for(DType io) { return io == DType::kFloat64 ? DType::kFloat64 : DType::kFloat32; }
-
-template <typename P>
-struct KernelFn {
-  using type = void (*)(const P&);
-};
-
-// Runs the CPU or the CUDA variant of a kernel (P is deduced from p alone, so cuda_fn may be a
-// null pointer constant).
-template <typename P>
-void launch(const TensorView& ref, typename KernelFn<P>::type cpu_fn,
-            typename KernelFn<P>::type cuda_fn, const P& p) {
-  if (!ref.is_cuda) {
-    without_gil([&] { cpu_fn(p); });
-    return;
-  }
-  if (cuda_fn == nullptr) {
-    throw std::runtime_error(
-        "nemocore: this Mamba-2 SSD op has no CUDA kernels in this build yet; run it on CPU "
-        "tensors, or use nemocore.ref.mamba_chunk_scan_combined / selective_state_update on "
-        "the GPU. `nemocore doctor` shows what was built.");
-  }
-#if defined(NEMOCORE_WITH_CUDA)
-  without_gil([&] {
-    cuda::DeviceGuard guard(ref.device);
-    cuda_fn(p);
-  });
-#endif
-}
 
 // A tensor of the given shape and dtype on x's device; optionally contiguous.
 void check_tensor(const TensorView& t, const char* name, const std::vector<int64_t>& shape,
@@ -196,7 +166,7 @@ void ssd_fwd(const py::handle& x, const py::handle& dt, const py::handle& A, con
         ssd_cuda_fwd_workspace_elems(p.num_chunks, p.nheads, p.chunk_size, p.headdim, p.dstate);
     p.workspace = req_out(workspace, "workspace", {elems}, acc_dtype_for(xv.dtype), xv);
   }
-  launch(xv, &cpu::ssd_fwd, NEMOCORE_SSD_CUDA_FWD, p);
+  launch(xv, "mamba_chunk_scan_combined", &cpu::ssd_fwd, NEMOCORE_SSD_CUDA_FWD, p);
 }
 
 void ssd_bwd(const py::handle& x, const py::handle& dt, const py::handle& A, const py::handle& B,
@@ -237,7 +207,7 @@ void ssd_bwd(const py::handle& x, const py::handle& dt, const py::handle& A, con
                  true);
     p.dinitial_states = gi->data;
   }
-  launch(xv, &cpu::ssd_bwd, NEMOCORE_SSD_CUDA_BWD, p);
+  launch(xv, "mamba_chunk_scan_combined backward", &cpu::ssd_bwd, NEMOCORE_SSD_CUDA_BWD, p);
 }
 
 void ssd_state_update(const py::handle& state_obj, const py::handle& x_obj,
@@ -312,7 +282,7 @@ void ssd_state_update(const py::handle& state_obj, const py::handle& x_obj,
   p.dt_min = dt_min, p.dt_max = dt_max;
   p.num_threads = num_threads < 1 ? 1 : num_threads;
   p.stream = reinterpret_cast<void*>(stream);
-  launch(x, &cpu::ssd_state_update, NEMOCORE_SSD_CUDA_UPDATE, p);
+  launch(x, "selective_state_update", &cpu::ssd_state_update, NEMOCORE_SSD_CUDA_UPDATE, p);
 }
 
 }  // namespace
