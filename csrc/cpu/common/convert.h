@@ -13,6 +13,11 @@
 #endif
 
 namespace nemocore::cpu {
+// Internal linkage on purpose: this header is compiled into every ISA variant with that
+// variant's flags, and with external linkage the linker would keep one copy of each function
+// that was not inlined (say the baseline one) for all variants, silently running scalar code in
+// the AVX2 kernels.
+namespace {
 
 struct bf16 {
   uint16_t bits;
@@ -143,4 +148,5 @@ inline void store_row(const A* src, int64_t n, T* dst, int64_t stride) {
   }
 }
 
+}  // namespace
 }  // namespace nemocore::cpu

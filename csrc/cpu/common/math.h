@@ -10,6 +10,11 @@
 #include <cstring>
 
 namespace nemocore::cpu {
+// Internal linkage on purpose: this header is compiled into every ISA variant with that
+// variant's flags, and with external linkage the linker would keep one copy of each function
+// that was not inlined (say the baseline one) for all variants, silently running scalar code in
+// the AVX2 kernels.
+namespace {
 
 inline float exp_f32(float x) {
   // exp(-87.3) ~ 1e-38 is the last normal result; exp(88.72) ~ FLT_MAX.
@@ -65,4 +70,5 @@ inline A silu(A x) {
   return x * sigmoid<A>(x);
 }
 
+}  // namespace
 }  // namespace nemocore::cpu

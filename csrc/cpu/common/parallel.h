@@ -13,6 +13,11 @@
 #endif
 
 namespace nemocore::cpu {
+// Internal linkage on purpose: this header is compiled into every ISA variant with that
+// variant's flags, and with external linkage the linker would keep one copy of each function
+// that was not inlined (say the baseline one) for all variants, silently running scalar code in
+// the AVX2 kernels.
+namespace {
 
 // Calls fn(i) for i in [0, n). Items may be uneven, so they are handed out one at a time.
 template <typename F>
@@ -33,4 +38,5 @@ void parallel_for(int64_t n, int num_threads, const F& fn) {
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+}  // namespace
 }  // namespace nemocore::cpu
