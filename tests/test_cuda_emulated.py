@@ -2,7 +2,8 @@
 
 CI has no GPU, so besides compiling the CUDA code with nvcc it compiles csrc/cuda/*.cu with the
 host compiler against tests/cuda_emu/emu.h (threads as coroutines, real barriers) and checks
-every kernel path against a float64 reference (tests/cuda_emu/causal_conv1d_emu.cpp). Needs
+every kernel path against a float64 reference (tests/cuda_emu/causal_conv1d_emu.cpp for conv1d,
+tests/cuda_emu/ssd_emu.cpp for the SSD forward scan and decode step). Needs
 g++ and the CUDA headers (the nvidia-cuda-* wheels of requirements/dev.txt, or a toolkit).
 """
 
@@ -30,19 +31,36 @@ def cuda_include_dir() -> Path | None:
     return next((c for c in candidates if (c / "cuda_bf16.h").exists()), None)
 
 
-@pytest.mark.slow
-def test_cuda_conv1d_kernels_under_emulation(tmp_path):
+def compile_emulated(source: str, out: Path) -> Path:
+    """Compiles tests/cuda_emu/<source> (which includes the real csrc/cuda kernels) for the host."""
     include = cuda_include_dir()
     if shutil.which("g++") is None or include is None:
         pytest.skip("needs g++ and the CUDA headers")
-    binary = tmp_path / "conv1d_emu"
+    binary = out / Path(source).stem
     # The emulator's cuda/common/launch.cuh shadows the real one: -I order matters.
     compile_cmd = [
         "g++", "-std=c++17", "-O1", "-w", "-x", "c++",
         f"-I{EMU}", f"-I{ROOT / 'csrc'}", f"-I{ROOT / 'csrc' / 'include'}", f"-I{include}",
-        str(EMU / "causal_conv1d_emu.cpp"), "-o", str(binary),
+        str(EMU / source), "-o", str(binary),
     ]  # fmt: skip
     subprocess.run(compile_cmd, check=True, timeout=600)
-    run = subprocess.run([str(binary), "quick"], capture_output=True, text=True, timeout=1200)
+    return binary
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("source", "order"),
+    [
+        ("causal_conv1d_emu.cpp", "forward"),  # conv1d: fwd, bwd and update, every path
+        ("ssd_emu.cpp", "forward"),  # SSD: forward scan and decode step vs a float64 recurrence
+        ("ssd_emu.cpp", "reverse"),  # threads scheduled in reverse: order dependences show up
+    ],
+)
+def test_cuda_kernels_under_emulation(tmp_path, source, order):
+    binary = compile_emulated(source, tmp_path)
+    env = {**os.environ, "EMU_REVERSE": "1"} if order == "reverse" else None
+    run = subprocess.run(
+        [str(binary), "quick"], capture_output=True, text=True, timeout=1200, env=env
+    )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     assert "OK (0 failures" in run.stdout
