@@ -6,6 +6,8 @@ cleanly otherwise (CI has no GPU).
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 
@@ -48,3 +50,24 @@ def assert_close_to_truth(
     ours = (out.double() - truth).abs().max().item() if out.numel() else 0.0
     theirs = (lowp.double() - truth).abs().max().item() if lowp.numel() else 0.0
     assert ours <= factor * theirs + atol, f"error {ours:.3g} vs plain torch {theirs:.3g}"
+
+
+CPU_ISAS = ["base", "avx2", "avx512"]
+
+
+@contextlib.contextmanager
+def cpu_isa(isa: str):
+    """Runs the CPU kernels at ISA level ``isa`` inside the block (skipping the test where the
+    build or the CPU lacks it) and restores the best level afterwards."""
+    kernels = _native.kernels()
+    info = kernels.build_info()
+    if isa not in info["cpu_isas_compiled"]:
+        pytest.skip(f"{isa} not compiled on this platform")
+    best = info["cpu_isa_best"]
+    if CPU_ISAS.index(isa) > CPU_ISAS.index(best):
+        pytest.skip(f"this CPU lacks {isa}")
+    kernels.set_cpu_isa(isa)
+    try:
+        yield
+    finally:
+        kernels.set_cpu_isa(best)

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import assert_close_to_truth, requires_cuda
+from conftest import CPU_ISAS, assert_close_to_truth, cpu_isa, requires_cuda
 from nemocore import _native, ops, ref
 
 # (batch, dim, seqlen, width): length 1, shorter than the width, not a multiple of the 512-step
@@ -261,25 +261,15 @@ def test_gradcheck_float64(mode):
     assert torch.autograd.gradcheck(fn, inputs)
 
 
-@pytest.mark.parametrize("isa", ["base", "avx2", "avx512"])
+@pytest.mark.parametrize("isa", CPU_ISAS)
 def test_isa_variants_agree(isa):
-    C = _native.kernels()
-    if isa not in C.build_info()["cpu_isas_compiled"]:
-        pytest.skip(f"{isa} not compiled on this platform")
-    best = C.build_info()["cpu_isa_best"]
-    order = ["base", "avx2", "avx512"]
-    if order.index(isa) > order.index(best):
-        pytest.skip(f"this CPU lacks {isa}")
     x, w, b = make_inputs((2, 40, 1100, 4), torch.float32, "cpu")
     seq = packed_seq_idx(2, 1100, "cpu")
     x.requires_grad_()
-    try:
-        C.set_cpu_isa(isa)
+    with cpu_isa(isa):
         y = ops.causal_conv1d_fn(x, w, b, seq_idx=seq, activation="silu")
         (gx,) = torch.autograd.grad(y.sum(), x)
         yh = ops.causal_conv1d_fn(x.detach().half(), w, b, activation="silu")
-    finally:
-        C.set_cpu_isa(best)
     torch.testing.assert_close(y, ref.causal_conv1d_fn(x, w, b, seq_idx=seq, activation="silu"))
     xr = x.detach().requires_grad_()
     (gr,) = torch.autograd.grad(

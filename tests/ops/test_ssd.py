@@ -14,7 +14,7 @@ import math
 import pytest
 import torch
 
-from conftest import assert_close_to_truth, requires_cuda
+from conftest import CPU_ISAS, assert_close_to_truth, cpu_isa, requires_cuda
 from nemocore import _native, ops, ref
 
 
@@ -521,26 +521,16 @@ def test_gradcheck_float64(mode):
 # ---- ISA variants, threads, torch.compile ----------------------------------------------------
 
 
-@pytest.mark.parametrize("isa", ["base", "avx2", "avx512"])
+@pytest.mark.parametrize("isa", CPU_ISAS)
 def test_isa_variants_agree(isa):
-    C_ = _native.kernels()
-    if isa not in C_.build_info()["cpu_isas_compiled"]:
-        pytest.skip(f"{isa} not compiled on this platform")
-    best = C_.build_info()["cpu_isa_best"]
-    order = ["base", "avx2", "avx512"]
-    if order.index(isa) > order.index(best):
-        pytest.skip(f"this CPU lacks {isa}")
     shape = (2, 70, 4, 24, 2, 20, 32)
     x, dt, A, B, C = make_inputs(shape, torch.float32, dt_scale=0.5)
     kw = extras(shape, torch.float32)
     x.requires_grad_()
-    try:
-        C_.set_cpu_isa(isa)
+    with cpu_isa(isa):
         y = ops.mamba_chunk_scan_combined(x, dt, A, B, C, 32, **kw)
         (gx,) = torch.autograd.grad(y.sum(), x)
         yh = ops.mamba_chunk_scan_combined(x.detach().half(), dt, A, B.half(), C.half(), 32)
-    finally:
-        C_.set_cpu_isa(best)
     xr = x.detach().requires_grad_()
     yr = ref.mamba_chunk_scan_combined(xr, dt, A, B, C, 32, **kw)
     (gr,) = torch.autograd.grad(yr.sum(), xr)
