@@ -20,6 +20,7 @@ namespace py = pybind11;
 namespace nemocore::bindings {
 void register_causal_conv1d(py::module_& m);
 void register_ssd(py::module_& m);
+void register_moe(py::module_& m);
 }  // namespace nemocore::bindings
 
 namespace {
@@ -82,7 +83,13 @@ py::dict build_info() {
   info["cuda_ssd_fwd"] = ssd_fwd;
   info["cuda_ssd_bwd"] = ssd_bwd;
   info["cuda_ssd_update"] = ssd_update;
+#ifdef NEMOCORE_WITH_CUDA_MOE
+  info["cuda_moe"] = true;
 #else
+  info["cuda_moe"] = false;
+#endif
+#else
+  info["cuda_moe"] = false;
   info["cuda_ssd"] = false;
   info["cuda_ssd_fwd"] = false;
   info["cuda_ssd_bwd"] = false;
@@ -105,4 +112,5 @@ PYBIND11_MODULE(_C, m) {
         "Run CPU kernels at a lower ISA level ('base', 'avx2', 'avx512'), e.g. to compare them.");
   nemocore::bindings::register_causal_conv1d(m);
   nemocore::bindings::register_ssd(m);
+  nemocore::bindings::register_moe(m);
 }

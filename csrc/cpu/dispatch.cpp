@@ -20,4 +20,13 @@ void ssd_fwd(const SsdFwdParams& p) { NEMOCORE_CPU_DISPATCH(ssd_fwd, p) }
 void ssd_bwd(const SsdBwdParams& p) { NEMOCORE_CPU_DISPATCH(ssd_bwd, p) }
 void ssd_state_update(const SsdStateUpdateParams& p) { NEMOCORE_CPU_DISPATCH(ssd_state_update, p) }
 
+void grouped_mm(const GroupedMmParams& p) { NEMOCORE_CPU_DISPATCH(grouped_mm, p) }
+void grouped_mm_wgrad(const GroupedMmWgradParams& p) { NEMOCORE_CPU_DISPATCH(grouped_mm_wgrad, p) }
+void moe_gather(const MoeGatherParams& p) { NEMOCORE_CPU_DISPATCH(moe_gather, p) }
+void moe_combine(const MoeCombineParams& p) { NEMOCORE_CPU_DISPATCH(moe_combine, p) }
+void moe_combine_wgrad(const MoeCombineWgradParams& p) {
+  NEMOCORE_CPU_DISPATCH(moe_combine_wgrad, p)
+}
+void moe_sort(const MoeSortParams& p) { NEMOCORE_CPU_DISPATCH(moe_sort, p) }
+
 }  // namespace nemocore::cpu

@@ -3,6 +3,7 @@
 
 #include "cpu/common/isa.h"
 #include "nemocore/causal_conv1d.h"
+#include "nemocore/moe.h"
 #include "nemocore/ssd.h"
 
 #define NEMOCORE_DECLARE_CPU_KERNELS(ns)                        \
@@ -13,6 +14,12 @@
   void ssd_fwd(const SsdFwdParams& p);                          \
   void ssd_bwd(const SsdBwdParams& p);                          \
   void ssd_state_update(const SsdStateUpdateParams& p);         \
+  void grouped_mm(const GroupedMmParams& p);                    \
+  void grouped_mm_wgrad(const GroupedMmWgradParams& p);         \
+  void moe_gather(const MoeGatherParams& p);                    \
+  void moe_combine(const MoeCombineParams& p);                  \
+  void moe_combine_wgrad(const MoeCombineWgradParams& p);       \
+  void moe_sort(const MoeSortParams& p);                        \
   }
 
 NEMOCORE_DECLARE_CPU_KERNELS(base)
