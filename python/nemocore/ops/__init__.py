@@ -8,11 +8,15 @@ checks that name the bad argument, and a pure-PyTorch reference of the same name
 """
 
 from nemocore.ops.causal_conv1d import causal_conv1d_fn, causal_conv1d_update
+from nemocore.ops.moe import grouped_mm, moe_permute, moe_unpermute
 from nemocore.ops.ssd import mamba_chunk_scan_combined, selective_state_update
 
 __all__ = [
     "causal_conv1d_fn",
     "causal_conv1d_update",
+    "grouped_mm",
     "mamba_chunk_scan_combined",
+    "moe_permute",
+    "moe_unpermute",
     "selective_state_update",
 ]

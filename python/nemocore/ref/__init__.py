@@ -5,12 +5,17 @@ are the ground truth that tests compare the C++ and CUDA kernels against.
 """
 
 from nemocore.ref.causal_conv1d import causal_conv1d_fn, causal_conv1d_update
+from nemocore.ref.moe import grouped_mm, moe_experts, moe_permute, moe_unpermute
 from nemocore.ref.ssd import mamba_chunk_scan_combined, selective_state_update, ssd_recurrence
 
 __all__ = [
     "causal_conv1d_fn",
     "causal_conv1d_update",
+    "grouped_mm",
     "mamba_chunk_scan_combined",
+    "moe_experts",
+    "moe_permute",
+    "moe_unpermute",
     "selective_state_update",
     "ssd_recurrence",
 ]
