@@ -3,8 +3,8 @@
 CI has no GPU, so besides compiling the CUDA code with nvcc it compiles csrc/cuda/*.cu with the
 host compiler against tests/cuda_emu/emu.h (threads as coroutines, real barriers) and checks
 every kernel path against a float64 reference (tests/cuda_emu/causal_conv1d_emu.cpp for conv1d,
-tests/cuda_emu/ssd_emu.cpp for the SSD forward scan and decode step, tests/cuda_emu/moe_emu.cpp
-for the MoE grouped GEMMs and permute kernels). Needs
+tests/cuda_emu/ssd_emu.cpp for the SSD forward scan and decode step, ssd_bwd_emu.cpp for the SSD
+backward, tests/cuda_emu/moe_emu.cpp for the MoE grouped GEMMs and permute kernels). Needs
 g++ and the CUDA headers (the nvidia-cuda-* wheels of requirements/dev.txt, or a toolkit).
 """
 
@@ -55,6 +55,8 @@ def compile_emulated(source: str, out: Path) -> Path:
         ("causal_conv1d_emu.cpp", "forward"),  # conv1d: fwd, bwd and update, every path
         ("ssd_emu.cpp", "forward"),  # SSD: forward scan and decode step vs a float64 recurrence
         ("ssd_emu.cpp", "reverse"),  # threads scheduled in reverse: order dependences show up
+        ("ssd_bwd_emu.cpp", "forward"),  # SSD backward: every gradient vs a float64 reverse sweep
+        ("ssd_bwd_emu.cpp", "reverse"),
         ("moe_emu.cpp", "forward"),  # MoE: grouped GEMMs (emulated mma fragments), permute
         ("moe_emu.cpp", "reverse"),
     ],

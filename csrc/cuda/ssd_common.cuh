@@ -1,5 +1,6 @@
-// Pieces shared by the Mamba-2 SSD CUDA kernels (ssd_update.cu, ssd_fwd.cu): compute-type
-// math (exp, log1p, silu), the dt processing of kernels.md 2.1, a warp sum, and index helpers.
+// Pieces shared by the Mamba-2 SSD CUDA kernels (ssd_update.cu, ssd_fwd.cu, ssd_bwd.cu):
+// compute-type math (exp, log1p, sigmoid, silu), the dt processing of kernels.md 2.1 and its
+// derivative, a warp sum, and index helpers.
 //
 // The math mirrors csrc/cpu/kernels/ssd_common.h so that both backends compute the same
 // values: accurate expf/exp and log1pf/log1p (no fast-math intrinsics), softplus the identity
@@ -36,6 +37,23 @@ __device__ __forceinline__ A process_dt(A raw, A bias, bool softplus, bool limit
   if (softplus && v <= A(20)) v = log1p_acc(exp_acc(v));
   if (limit && (v < lo || v > hi)) v = v < lo ? lo : hi;
   return v;
+}
+
+template <typename A>
+__device__ __forceinline__ A sigmoid(A v) {
+  return A(1) / (A(1) + exp_acc(-v));
+}
+
+// d dt / d raw of process_dt: the softplus' sigmoid below 20, zero where the clamp is active.
+template <typename A>
+__device__ __forceinline__ A dt_slope(A raw, A bias, bool softplus, bool limit, A lo, A hi) {
+  A v = raw + bias, d = A(1);
+  if (softplus && v <= A(20)) {
+    d = sigmoid(v);
+    v = log1p_acc(exp_acc(v));
+  }
+  if (limit && (v < lo || v > hi)) d = A(0);
+  return d;
 }
 
 // Sum over the 32 lanes of a warp; lane 0 gets the total.

@@ -88,6 +88,20 @@ inline int64_t ssd_cuda_fwd_workspace_elems(int64_t num_chunks, int64_t nheads, 
   return num_chunks * nheads * (2 * chunk_size + headdim * dstate);
 }
 
+// Acc elements of SsdBwdParams::workspace for the CUDA backward: the forward's workspace (which
+// it recomputes) followed by, per (chunk, head), dy (Q x P), the state gradient (P x N), the
+// per-step terms of the decay gradient (three of Q, and two of Q per 32-step tile for the
+// intra-chunk sums), the dD partial sums (P per 32-step tile) and two scalars; and per
+// (chunk, group) C B^T and its gradient (Q x Q each).
+inline int64_t ssd_cuda_bwd_workspace_elems(int64_t num_chunks, int64_t nheads, int64_t ngroups,
+                                            int64_t chunk_size, int64_t headdim, int64_t dstate) {
+  const int64_t tiles = (chunk_size + 31) / 32;
+  const int64_t per_head = chunk_size * headdim + headdim * dstate + 3 * chunk_size +
+                           2 * tiles * chunk_size + tiles * headdim + 2;
+  return ssd_cuda_fwd_workspace_elems(num_chunks, nheads, chunk_size, headdim, dstate) +
+         num_chunks * (nheads * per_head + ngroups * 2 * chunk_size * chunk_size);
+}
+
 // Gradients of everything differentiable in SsdFwdParams. Every output is contiguous and fully
 // overwritten (the binding allocates them without zeroing, except dinitial_states).
 struct SsdBwdParams {
@@ -109,6 +123,10 @@ struct SsdBwdParams {
   // (I, H, P, N), acc, or nullptr. The binding zeroes it: kernels write only the rows some
   // sequence starts from.
   void* dinitial_states = nullptr;
+
+  // CUDA only (the CPU ignores it): scratch of ssd_cuda_bwd_workspace_elems() acc elements,
+  // allocated by the caller; contents need not be initialised. fwd.workspace is unused.
+  void* workspace = nullptr;
 };
 
 // One decoding step (kernels.md 2.7), the state updated in place:
@@ -161,7 +179,7 @@ void ssd_state_update(const SsdStateUpdateParams& p);
 namespace cuda {
 // Launch on p.stream (asynchronous). Throw std::runtime_error on a launch failure. Each is
 // built only when CMake defines NEMOCORE_WITH_CUDA_SSD_{FWD,BWD,UPDATE}; bindings/ssd.cpp
-// calls exactly those. ssd_fwd needs p.workspace.
+// calls exactly those. ssd_fwd and ssd_bwd need p.workspace.
 void ssd_fwd(const SsdFwdParams& p);
 void ssd_bwd(const SsdBwdParams& p);
 void ssd_state_update(const SsdStateUpdateParams& p);
