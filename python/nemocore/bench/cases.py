@@ -26,6 +26,7 @@ class BenchCase:
     peer: str  # what we compare against
     setup: Callable[[], tuple[Thunk, Thunk]]  # -> (ours, peer)
     bytes_moved: int = 0  # for bandwidth figures (0: not reported)
+    flops: int = 0  # for GFLOP/s figures (0: not reported)
 
 
 def _conv_inputs(b, c, length, k, device, dtype=torch.float32, channel_last=False):
@@ -206,6 +207,124 @@ def ssd_update(b, h=128, p=64, g=8, n=128, device="cpu", dtype=torch.float32):
     )
 
 
+def _moe_inputs(tokens, experts, top_k, d, f, device, dtype, seed=0):
+    """Tokens routed to `top_k` distinct experts each, with the uneven load a trained router
+    gives (expert popularity drawn from a Zipf-like law, not a uniform one)."""
+    g = torch.Generator().manual_seed(seed)
+    popularity = 1.0 / torch.arange(1, experts + 1, dtype=torch.float64) ** 0.5
+    ids = torch.multinomial(popularity.expand(tokens, experts), top_k, generator=g)
+    hidden = torch.randn(tokens, d, generator=g).to(device, dtype)
+    weights = torch.rand(tokens, top_k, generator=g).to(device)
+    up = (torch.randn(experts, f, d, generator=g) / d**0.5).to(device, dtype)
+    return hidden, ids.to(device), weights, up
+
+
+def _loop_gmm(a, b, batch_sizes, trans_b):
+    """The peer users write today: one torch.matmul per expert."""
+    out, start = [], 0
+    for e, rows in enumerate(batch_sizes.tolist()):
+        w = b[e].T if trans_b else b[e]
+        out.append(a[start : start + rows] @ w)
+        start += rows
+    return torch.cat(out)
+
+
+def grouped_mm_fwd(tokens, experts, top_k, d, f, device="cpu", dtype=torch.float32, peer="loop"):
+    """The up projection of a MoE layer: (tokens*top_k, d) rows against (E, f, d) weights."""
+
+    def setup():
+        hidden, ids, _, up = _moe_inputs(tokens, experts, top_k, d, f, device, dtype)
+        a, _, sizes = ops.moe_permute(hidden, ids, experts)
+        if peer == "loop":
+            return (
+                lambda: ops.grouped_mm(a, up, sizes, trans_b=True),
+                lambda: _loop_gmm(a, up, sizes, True),
+            )
+        offs = torch.cumsum(sizes, 0).to(device, torch.int32)
+        up_t = up.transpose(1, 2)  # torch._grouped_mm takes (E, K, N)
+        return (
+            lambda: ops.grouped_mm(a, up, sizes, trans_b=True),
+            lambda: torch._grouped_mm(a, up_t, offs=offs),
+        )
+
+    rows, elem = tokens * top_k, torch.finfo(dtype).bits // 8
+    return BenchCase(
+        "grouped_mm_fwd",
+        f"T{tokens} k{top_k} E{experts} {d}->{f} {str(dtype)[6:]}",
+        device,
+        "per-expert torch.matmul loop" if peer == "loop" else "torch._grouped_mm",
+        setup,
+        bytes_moved=(experts * f * d + rows * (d + f)) * elem,
+        flops=2 * rows * d * f,
+    )
+
+
+def grouped_mm_fwd_bwd(tokens, experts, top_k, d, f, device="cpu", dtype=torch.float32):
+    """Forward and both gradients (input and weights) of the up projection."""
+
+    def setup():
+        hidden, ids, _, up = _moe_inputs(tokens, experts, top_k, d, f, device, dtype)
+        a, _, sizes = ops.moe_permute(hidden, ids, experts)
+        a.requires_grad_()
+        up.requires_grad_()
+        dy = torch.randn(a.shape[0], f, device=device, dtype=dtype)
+
+        def ours():
+            return torch.autograd.grad(ops.grouped_mm(a, up, sizes, trans_b=True), (a, up), dy)
+
+        def peer():
+            return torch.autograd.grad(_loop_gmm(a, up, sizes, True), (a, up), dy)
+
+        return ours, peer
+
+    rows = tokens * top_k
+    return BenchCase(
+        "grouped_mm_fwd_bwd",
+        f"T{tokens} k{top_k} E{experts} {d}->{f} {str(dtype)[6:]}",
+        device,
+        "autograd through the torch.matmul loop",
+        setup,
+        flops=3 * 2 * rows * d * f,
+    )
+
+
+def moe_permute_unpermute(tokens, experts, top_k, d, device="cpu", dtype=torch.float32):
+    """Gather every token once per expert, then the weighted combine back (no GEMM between)."""
+
+    def setup():
+        hidden, ids, weights, _ = _moe_inputs(tokens, experts, top_k, d, 1, device, dtype)
+
+        def ours():
+            permuted, row_id_map, _ = ops.moe_permute(hidden, ids, experts)
+            return ops.moe_unpermute(permuted, row_id_map, weights)
+
+        def peer():  # torch indexing: a stable sort, index_select, then a weighted index_add_
+            order = torch.sort(ids.reshape(-1), stable=True).indices
+            permuted = hidden.index_select(0, order // top_k)
+            scaled = permuted * weights.reshape(-1)[order, None].to(dtype)
+            out = torch.zeros_like(hidden)
+            return out.index_add_(0, order // top_k, scaled)
+
+        return ours, peer
+
+    elem = torch.finfo(dtype).bits // 8
+    return BenchCase(
+        "moe_permute+unpermute",
+        f"T{tokens} k{top_k} E{experts} d{d} {str(dtype)[6:]}",
+        device,
+        "torch sort + index_select + index_add_",
+        setup,
+        bytes_moved=(2 * tokens * top_k * d + 2 * tokens * d) * elem,
+    )
+
+
+def _cuda_moe_built() -> bool:
+    try:
+        return bool(_native.kernels().build_info().get("cuda_moe", False))
+    except ImportError:
+        return False
+
+
 def _cuda_ssd_built() -> bool:
     try:
         return bool(_native.kernels().build_info().get("cuda_ssd", False))
@@ -226,6 +345,13 @@ CPU_CASES = [
     ssd_update(1),
     ssd_update(8),
     ssd_update(64),
+    # MoE (kernels.md 8): Nemotron-3-Nano experts at 1024 tokens, and a smaller width.
+    grouped_mm_fwd(1024, 128, 6, 2688, 1856),
+    grouped_mm_fwd(1024, 128, 6, 2688, 1856, peer="torch"),
+    grouped_mm_fwd(1024, 64, 4, 1024, 512),
+    grouped_mm_fwd(1024, 64, 4, 1024, 512, dtype=torch.bfloat16),
+    grouped_mm_fwd_bwd(1024, 64, 4, 1024, 512),
+    moe_permute_unpermute(4096, 128, 6, 2688),
 ]
 
 GPU_CASES = [
@@ -244,6 +370,16 @@ if _cuda_ssd_built():
         ssd_fwd(8, 8192, 64, 64, 8, 128, 128, "cuda", torch.bfloat16),
         ssd_fwd_bwd(8, 8192, 128, 64, 8, 128, 128, "cuda", torch.bfloat16),
         *(ssd_update(b, device="cuda", dtype=torch.bfloat16) for b in (1, 64, 256, 512)),
+    ]
+
+if _cuda_moe_built():
+    GPU_CASES += [
+        *(
+            grouped_mm_fwd(t, 128, 6, 2688, 1856, "cuda", torch.bfloat16, peer="torch")
+            for t in (64, 4096, 16384)
+        ),
+        grouped_mm_fwd_bwd(4096, 128, 6, 2688, 1856, "cuda", torch.bfloat16),
+        moe_permute_unpermute(4096, 128, 6, 2688, "cuda", torch.bfloat16),
     ]
 
 CASES = CPU_CASES + GPU_CASES

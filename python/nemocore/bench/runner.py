@@ -23,6 +23,7 @@ class BenchResult:
     peer_ms: float  # median
     speedup: float  # peer_ms / ours_ms (> 1: we are faster)
     ours_gbps: float = 0.0  # effective bandwidth, when the case knows its bytes
+    ours_gflops: float = 0.0  # arithmetic rate, when the case knows its FLOPs
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -70,4 +71,5 @@ def run_case(case: BenchCase, *, rounds: int = 3, min_time_s: float = 0.2) -> Be
         peer_s * 1e3,
         peer_s / ours_s,
         gbps,
+        case.flops / ours_s / 1e9 if case.flops else 0.0,
     )

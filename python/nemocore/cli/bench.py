@@ -26,12 +26,17 @@ def select_cases(device: str, text: str):
 
 def markdown_table(results: list[BenchResult]) -> str:
     lines = [
-        "| op | shape | device | nemocore (ms) | peer | peer (ms) | speedup |",
-        "|---|---|---|---:|---|---:|---:|",
+        "| op | shape | device | nemocore (ms) | nemocore rate | peer | peer (ms) | speedup |",
+        "|---|---|---|---:|---:|---|---:|---:|",
     ]
     for r in results:
+        rate = (
+            f"{r.ours_gflops:.1f} GFLOP/s"
+            if r.ours_gflops
+            else (f"{r.ours_gbps:.1f} GB/s" if r.ours_gbps else "")
+        )
         lines.append(
-            f"| {r.name} | {r.shape} | {r.device} | {r.ours_ms:.3f} | {r.peer} | "
+            f"| {r.name} | {r.shape} | {r.device} | {r.ours_ms:.3f} | {rate} | {r.peer} | "
             f"{r.peer_ms:.3f} | {r.speedup:.2f}x |"
         )
     return "\n".join(lines)

@@ -85,6 +85,17 @@ def _lines(report: dict) -> list[tuple[str, str, bool]]:
                     True,
                 )
             )
+            families = {
+                "causal_conv1d": True,
+                "ssd_fwd": k.get("cuda_ssd_fwd", False),
+                "ssd_bwd": k.get("cuda_ssd_bwd", False),
+                "ssd_update": k.get("cuda_ssd_update", False),
+                "moe": k.get("cuda_moe", False),
+            }
+            built = [name for name, ok in families.items() if ok]
+            missing = [name for name, ok in families.items() if not ok]
+            text = ", ".join(built) + (f" (CPU only: {', '.join(missing)})" if missing else "")
+            rows.append(("CUDA ops", text, True))
         else:
             rows.append(
                 (
