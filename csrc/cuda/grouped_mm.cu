@@ -182,8 +182,9 @@ template <typename T>
 __device__ void gemm_tile(const Operand<T>& a, const Operand<T>& b, int64_t k_len, T* out,
                           int64_t ldo) {
   using Cfg = Tile<T>;
-  __shared__ T As[Cfg::BM][kLd<T>];
-  __shared__ T Bs[Cfg::BN][kLd<T>];
+  // 16-byte aligned: slices are stored as whole vectors (T itself may be 2-byte aligned).
+  alignas(16) __shared__ T As[Cfg::BM][kLd<T>];
+  alignas(16) __shared__ T Bs[Cfg::BN][kLd<T>];
   Slice<T, Cfg::BM> sa;
   Slice<T, Cfg::BN> sb;
   const int64_t slices = ceil_div(k_len, Cfg::BK);
