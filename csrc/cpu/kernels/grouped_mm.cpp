@@ -2,7 +2,19 @@
 // out[rows of e] = a[rows of e] @ b[e] and the K-grouped weight gradient
 // out[e] = x[rows of e]^T @ y[rows of e].
 //
-// Straightforward loops in the compute type, parallel over (expert, row block) work items.
+// Both are cut into independent output blocks, each computed whole (all of K) by
+// gmm::block_gemm, the packed BLIS-style GEMM of grouped_mm_kernel.h, and handed to the threads
+// one at a time so uneven experts balance:
+//   grouped_mm: (expert, row block, column block). An expert's rows form one block unless it has
+//     many (then equal blocks, so each packed b slice still serves many rows); columns are cut
+//     into equal blocks whose packed KC x nb slice of b[e] stays in L2. Experts without rows
+//     produce no work.
+//   wgrad: (expert, block of out[e]'s rows, column block). The reduction runs over the expert's
+//     rows, so a = x[rows of e]^T is read through swapped strides and packed like any other a;
+//     an expert without rows writes zeros.
+// The blocking is fixed by the shapes alone and each output element belongs to one block, so
+// results do not depend on the thread count. float64 io computes in float64 (same code, half the
+// vector lanes), every other dtype in float32.
 #include <algorithm>
 #include <stdexcept>
 #include <string>
@@ -11,6 +23,7 @@
 
 #include "cpu/common/convert.h"
 #include "cpu/common/parallel.h"
+#include "cpu/kernels/grouped_mm_kernel.h"
 #include "nemocore/moe.h"
 
 namespace nemocore::cpu::NEMOCORE_CPU_ISA {
@@ -19,7 +32,60 @@ namespace {
 template <typename T>
 using AccOf = std::conditional_t<std::is_same_v<T, double>, double, float>;
 
-constexpr int64_t kRowBlock = 16;
+// Rows one block may cover: enough that packing b's slice is cheap next to the FMAs it feeds,
+// few enough that the packed block of a stays in L2 and heavy experts split across threads.
+constexpr int64_t kMaxBlockRows = 192;
+// Elements of the A buffer a 16-bit block accumulates in before rounding (256 KiB of fp32).
+constexpr int64_t kMaxBufferElems = 64 * 1024;
+
+struct Block {
+  int64_t expert, r0, rows, c0, cols;
+};
+
+// Cuts each expert's [0, rows_of(e)) x [0, cols) into blocks: rows into equal pieces of at most
+// kMaxBlockRows, columns into `groups` ranges of whole column tiles. Which thread computes an
+// element never changes its value, so the cut may depend on the thread count.
+template <typename A, typename RowsOf>
+std::vector<Block> make_blocks(int64_t num_experts, int64_t cols, int64_t groups,
+                               const RowsOf& rows_of) {
+  constexpr int64_t MR = gmm::Tile<A>::MR, NR = gmm::Tile<A>::NR;
+  std::vector<Block> blocks;
+  if (cols <= 0) return blocks;
+  const int64_t tile = gmm::even_piece(cols, gmm::max_block_cols<A>(), NR);
+  const int64_t tiles = (cols + tile - 1) / tile;
+  const int64_t range = (tiles + std::min(groups, tiles) - 1) / std::min(groups, tiles) * tile;
+  for (int64_t e = 0; e < num_experts; ++e) {
+    const int64_t rows = rows_of(e);
+    if (rows <= 0) continue;
+    const int64_t mb = gmm::even_piece(rows, kMaxBlockRows, MR);
+    for (int64_t c0 = 0; c0 < cols; c0 += range) {
+      for (int64_t r0 = 0; r0 < rows; r0 += mb) {
+        blocks.push_back({e, r0, std::min(mb, rows - r0), c0, std::min(range, cols - c0)});
+      }
+    }
+  }
+  return blocks;
+}
+
+// Column ranges per row block for grouped_mm: one (a's block is packed once per KC slice for
+// all of them) unless that leaves the threads too few blocks, or a 16-bit block's buffer too big.
+template <typename T, typename A>
+int64_t column_groups(const GroupedMmParams& p) {
+  int64_t row_blocks = 0, max_rows = 0;
+  for (int64_t e = 0; e < p.num_experts; ++e) {
+    const int64_t rows = p.offsets[e + 1] - p.offsets[e];
+    row_blocks += (rows + kMaxBlockRows - 1) / kMaxBlockRows;
+    max_rows = std::max(max_rows, std::min(rows, kMaxBlockRows));
+  }
+  int64_t groups = 1;
+  if (row_blocks > 0 && row_blocks < 4 * p.num_threads) {
+    groups = (4 * p.num_threads + row_blocks - 1) / row_blocks;
+  }
+  if (!std::is_same_v<T, A>) {
+    groups = std::max(groups, (max_rows * p.n + kMaxBufferElems - 1) / kMaxBufferElems);
+  }
+  return groups;
+}
 
 template <typename T>
 void grouped_mm_impl(const GroupedMmParams& p) {
@@ -27,26 +93,16 @@ void grouped_mm_impl(const GroupedMmParams& p) {
   const T* a = static_cast<const T*>(p.a);
   const T* b = static_cast<const T*>(p.b);
   T* out = static_cast<T*>(p.out);
-  std::vector<int64_t> items;  // (expert, first row) pairs
-  for (int64_t e = 0; e < p.num_experts; ++e) {
-    for (int64_t r = p.offsets[e]; r < p.offsets[e + 1]; r += kRowBlock) {
-      items.push_back(e), items.push_back(r);
-    }
-  }
-  parallel_for(static_cast<int64_t>(items.size() / 2), p.num_threads, [&](int64_t item) {
-    const int64_t e = items[2 * item], r0 = items[2 * item + 1];
-    const int64_t r1 = std::min(r0 + kRowBlock, p.offsets[e + 1]);
-    const T* be = b + e * p.b_expert_stride;
-    std::vector<A> brow(static_cast<size_t>(p.n)), acc(static_cast<size_t>(p.n));
-    for (int64_t r = r0; r < r1; ++r) {
-      std::fill(acc.begin(), acc.end(), A(0));
-      for (int64_t k = 0; k < p.k; ++k) {
-        const A av = to_acc<A>(a[r * p.a_row_stride + k * p.a_col_stride]);
-        load_row(be + k * p.b_k_stride, p.b_n_stride, p.n, brow.data());
-        for (int64_t n = 0; n < p.n; ++n) acc[n] += av * brow[n];
-      }
-      store_row(acc.data(), p.n, out + r * p.n, 1);
-    }
+  const std::vector<Block> blocks =
+      make_blocks<A>(p.num_experts, p.n, column_groups<T, A>(p),
+                     [&](int64_t e) { return p.offsets[e + 1] - p.offsets[e]; });
+  parallel_for(static_cast<int64_t>(blocks.size()), p.num_threads, [&](int64_t i) {
+    const Block& blk = blocks[i];
+    const int64_t r0 = p.offsets[blk.expert] + blk.r0;
+    const gmm::View<T> av{a + r0 * p.a_row_stride, p.a_row_stride, p.a_col_stride};
+    const gmm::View<T> bv{b + blk.expert * p.b_expert_stride + blk.c0 * p.b_n_stride, p.b_k_stride,
+                          p.b_n_stride};
+    gmm::block_gemm<T, A>(blk.rows, blk.cols, p.k, av, bv, out + r0 * p.n + blk.c0, p.n);
   });
 }
 
@@ -56,15 +112,20 @@ void wgrad_impl(const GroupedMmWgradParams& p) {
   const T* x = static_cast<const T*>(p.x);
   const T* y = static_cast<const T*>(p.y);
   T* out = static_cast<T*>(p.out);
-  parallel_for(p.num_experts * p.m, p.num_threads, [&](int64_t item) {
-    const int64_t e = item / p.m, i = item % p.m;
-    std::vector<A> acc(static_cast<size_t>(p.n), A(0)), yrow(static_cast<size_t>(p.n));
-    for (int64_t r = p.offsets[e]; r < p.offsets[e + 1]; ++r) {
-      const A xv = to_acc<A>(x[r * p.x_row_stride + i * p.x_col_stride]);
-      load_row(y + r * p.y_row_stride, p.y_col_stride, p.n, yrow.data());
-      for (int64_t n = 0; n < p.n; ++n) acc[n] += xv * yrow[n];
-    }
-    store_row(acc.data(), p.n, out + (e * p.m + i) * p.n, 1);
+  // Output rows are out[e]'s m rows for every expert, including those without tokens (zeros).
+  // The reduction (the expert's rows) is short, so repacking a per column tile costs little:
+  // one tile per block.
+  const std::vector<Block> blocks =
+      make_blocks<A>(p.num_experts, p.n, p.n, [&](int64_t) { return p.m; });
+  parallel_for(static_cast<int64_t>(blocks.size()), p.num_threads, [&](int64_t i) {
+    const Block& blk = blocks[i];
+    const int64_t t0 = p.offsets[blk.expert], rows = p.offsets[blk.expert + 1] - t0;
+    const gmm::View<T> av{x + t0 * p.x_row_stride + blk.r0 * p.x_col_stride, p.x_col_stride,
+                          p.x_row_stride};
+    const gmm::View<T> bv{y + t0 * p.y_row_stride + blk.c0 * p.y_col_stride, p.y_row_stride,
+                          p.y_col_stride};
+    T* o = out + (blk.expert * p.m + blk.r0) * p.n + blk.c0;
+    gmm::block_gemm<T, A>(blk.rows, blk.cols, rows, av, bv, o, p.n);
   });
 }
 
