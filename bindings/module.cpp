@@ -21,6 +21,7 @@ namespace nemocore::bindings {
 void register_causal_conv1d(py::module_& m);
 void register_ssd(py::module_& m);
 void register_moe(py::module_& m);
+void register_attention(py::module_& m);
 }  // namespace nemocore::bindings
 
 namespace {
@@ -88,8 +89,14 @@ py::dict build_info() {
 #else
   info["cuda_moe"] = false;
 #endif
+#ifdef NEMOCORE_WITH_CUDA_ATTENTION
+  info["cuda_attention"] = true;
+#else
+  info["cuda_attention"] = false;
+#endif
 #else
   info["cuda_moe"] = false;
+  info["cuda_attention"] = false;
   info["cuda_ssd"] = false;
   info["cuda_ssd_fwd"] = false;
   info["cuda_ssd_bwd"] = false;
@@ -113,4 +120,5 @@ PYBIND11_MODULE(_C, m) {
   nemocore::bindings::register_causal_conv1d(m);
   nemocore::bindings::register_ssd(m);
   nemocore::bindings::register_moe(m);
+  nemocore::bindings::register_attention(m);
 }

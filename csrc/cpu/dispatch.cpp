@@ -29,4 +29,6 @@ void moe_combine_wgrad(const MoeCombineWgradParams& p) {
 }
 void moe_sort(const MoeSortParams& p) { NEMOCORE_CPU_DISPATCH(moe_sort, p) }
 
+void attention_decode(const AttentionDecodeParams& p) { NEMOCORE_CPU_DISPATCH(attention_decode, p) }
+
 }  // namespace nemocore::cpu

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "cpu/common/isa.h"
+#include "nemocore/attention.h"
 #include "nemocore/causal_conv1d.h"
 #include "nemocore/moe.h"
 #include "nemocore/ssd.h"
@@ -20,6 +21,7 @@
   void moe_combine(const MoeCombineParams& p);                  \
   void moe_combine_wgrad(const MoeCombineWgradParams& p);       \
   void moe_sort(const MoeSortParams& p);                        \
+  void attention_decode(const AttentionDecodeParams& p);        \
   }
 
 NEMOCORE_DECLARE_CPU_KERNELS(base)

@@ -7,16 +7,24 @@ checks that name the bad argument, and a pure-PyTorch reference of the same name
 ``nemocore.ref``.
 """
 
+from nemocore.ops.attention import (
+    bifurcated_attention,
+    gqa_decode_attention,
+    prefill_attention,
+)
 from nemocore.ops.causal_conv1d import causal_conv1d_fn, causal_conv1d_update
 from nemocore.ops.moe import grouped_mm, moe_permute, moe_unpermute
 from nemocore.ops.ssd import mamba_chunk_scan_combined, selective_state_update
 
 __all__ = [
+    "bifurcated_attention",
     "causal_conv1d_fn",
     "causal_conv1d_update",
+    "gqa_decode_attention",
     "grouped_mm",
     "mamba_chunk_scan_combined",
     "moe_permute",
     "moe_unpermute",
+    "prefill_attention",
     "selective_state_update",
 ]
