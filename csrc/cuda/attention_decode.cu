@@ -59,13 +59,46 @@ __device__ __forceinline__ double exp_acc(double v) { return exp(v); }
 __device__ __forceinline__ float log_acc(float v) { return logf(v); }
 __device__ __forceinline__ double log_acc(double v) { return log(v); }
 
+// Four consecutive acc values of 16-byte aligned shared memory.
+__device__ __forceinline__ void load4(const float* p, float (&x)[4]) {
+  const float4 v = *reinterpret_cast<const float4*>(p);
+  x[0] = v.x, x[1] = v.y, x[2] = v.z, x[3] = v.w;
+}
+__device__ __forceinline__ void load4(const double* p, double (&x)[4]) {
+  const double2 a = reinterpret_cast<const double2*>(p)[0];
+  const double2 b = reinterpret_cast<const double2*>(p)[1];
+  x[0] = a.x, x[1] = a.y, x[2] = b.x, x[3] = b.y;
+}
+__device__ __forceinline__ void store4(float* p, const float (&x)[4]) {
+  *reinterpret_cast<float4*>(p) = make_float4(x[0], x[1], x[2], x[3]);
+}
+__device__ __forceinline__ void store4(double* p, const double (&x)[4]) {
+  reinterpret_cast<double2*>(p)[0] = make_double2(x[0], x[1]);
+  reinterpret_cast<double2*>(p)[1] = make_double2(x[2], x[3]);
+}
+
 template <typename A>
 __host__ __device__ __forceinline__ A neg_inf() {
   return -std::numeric_limits<A>::infinity();
 }
 
 struct Tiles {
-  int bm = 0, bn = 0;  // query rows per block, keys per tile
+  int bm = 0, bn = 0;  // query rows per block, keys per tile (bn >= 4)
+};
+
+// Shared-memory tiles of a block, in acc elements: Q [bmp][ld], K and V [bn][ld], O [bmp][Dp],
+// S [bmp][lds]. Rows are padded to multiples of 4 so every access can move 4 values, and ld / 4
+// is odd, so the 8 lanes of a 16-byte access that read different key rows hit distinct banks.
+struct SmemLayout {
+  int Dp, ld, bmp, lds;
+  __host__ __device__ SmemLayout(int D, Tiles t)
+      : Dp(D > 0 ? (D + 3) & ~3 : 4),
+        ld(Dp % 8 == 0 ? Dp + 4 : Dp),
+        bmp((t.bm + 3) & ~3),
+        lds(t.bn + 4) {}
+  __host__ __device__ int64_t elems(int bn) const {
+    return int64_t(bmp) * ld + 2 * int64_t(bn) * ld + int64_t(bmp) * Dp + int64_t(bmp) * lds;
+  }
 };
 
 // Sizes of both launches, computed on the host from the sizes alone.
@@ -121,7 +154,8 @@ template <typename T>
 __global__ void __launch_bounds__(kThreads)
     partial_kernel(const AttentionDecodeParams p, const Plan plan) {
   using A = acc_t<T>;
-  __shared__ A pool[kPoolBytes / sizeof(A)];
+  __shared__ float4 pool_mem[kPoolBytes / sizeof(float4)];  // 16-byte aligned for load4
+  A* pool = reinterpret_cast<A*>(pool_mem);
   __shared__ int64_t row_q[kMaxRows], row_id[kMaxRows], row_limit[kMaxRows];
   __shared__ A row_m[kMaxRows], row_l[kMaxRows], row_alpha[kMaxRows];
   const int tid = threadIdx.x;
@@ -199,48 +233,68 @@ __global__ void __launch_bounds__(kThreads)
     row_m[tid] = neg_inf<A>(), row_l[tid] = A(0);
   }
 
-  const int bm = tiles.bm, bn = tiles.bn, nrows = static_cast<int>(rows);
-  const int64_t ld = D + 1;  // odd row length: the lanes of S = Q K^T read distinct banks
-  const int64_t lds = bn + 1;
+  const int bn = tiles.bn, nrows = static_cast<int>(rows), Dc = static_cast<int>(D);
+  const SmemLayout L(Dc, tiles);
   A* qs = pool;
-  A* ks = qs + bm * ld;
-  A* vs = ks + bn * ld;
-  A* os = vs + bn * ld;
-  A* ss = os + bm * D;
+  A* ks = qs + L.bmp * L.ld;
+  A* vs = ks + bn * L.ld;
+  A* os = vs + bn * L.ld;
+  A* ss = os + L.bmp * L.Dp;
   const T* q = static_cast<const T*>(p.q);
   const A scale = static_cast<A>(p.scale);
   __syncthreads();
   int64_t k_end = k0;  // keys past every row's bound are skipped
   for (int r = 0; r < nrows; ++r) k_end = max64(k_end, min64(row_limit[r], k1));
-  for (int64_t e = tid; e < nrows * D; e += kThreads) {
-    const int64_t r = e / D, d = e - r * D;
-    qs[r * ld + d] = to_acc(q[row_q[r] + d * p.q_dim_stride]) * scale;
+  // Padding rows and columns of Q are zero, so whole 4-row, 4-column groups can be multiplied.
+  for (int e = tid; e < L.bmp * L.Dp; e += kThreads) {
+    const int r = e / L.Dp, d = e - r * L.Dp;
+    qs[r * L.ld + d] =
+        r < nrows && d < Dc ? to_acc(q[row_q[r] + d * p.q_dim_stride]) * scale : A(0);
     os[e] = A(0);
   }
 
   for (int64_t n0 = k0; n0 < k_end; n0 += bn) {
-    const int nk = static_cast<int>(min64(bn, k_end - n0));
+    const int nk = static_cast<int>(min64(bn, k_end - n0)), nk4 = (nk + 3) & ~3;
     __syncthreads();  // the previous tile's P V is done with ks, vs and ss
-    for (int64_t e = tid; e < nk * D; e += kThreads) {
-      const int64_t n = e / D, d = e - n * D;
-      ks[n * ld + d] = to_acc(seg.k[(n0 + n) * seg.k_seq + d * seg.k_dim]);
-      vs[n * ld + d] = to_acc(seg.v[(n0 + n) * seg.v_seq + d * seg.v_dim]);
+    // K and V rows [nk, nk4) and columns [D, Dp) are zero: P V then needs no bounds (0 * 0).
+    for (int n = tid / L.Dp, d = tid % L.Dp; n < nk4;) {
+      A kx = A(0), vx = A(0);
+      if (n < nk && d < Dc) {
+        kx = to_acc(seg.k[(n0 + n) * seg.k_seq + d * seg.k_dim]);
+        vx = to_acc(seg.v[(n0 + n) * seg.v_seq + d * seg.v_dim]);
+      }
+      ks[n * L.ld + d] = kx, vs[n * L.ld + d] = vx;
+      for (d += kThreads; d >= L.Dp; d -= L.Dp) ++n;
     }
     __syncthreads();
-    for (int e = tid; e < nrows * nk; e += kThreads) {
-      const int r = e / nk, n = e - r * nk;
-      A s = neg_inf<A>();
-      if (n0 + n < row_limit[r]) {
-        const A* qr = qs + r * ld;
-        const A* kn = ks + n * ld;
-        s = A(0);
-        for (int64_t d = 0; d < D; ++d) s += qr[d] * kn[d];
+    // S = Q K^T: a thread takes one key and four rows, 4 columns per shared-memory access.
+    for (int e = tid; e < (L.bmp / 4) * nk4; e += kThreads) {
+      const int g = e / nk4, n = e - g * nk4;
+      const A* kn = ks + n * L.ld;
+      const A* q0 = qs + 4 * g * L.ld;
+      A acc[4] = {A(0), A(0), A(0), A(0)};
+      for (int d = 0; d < L.Dp; d += 4) {
+        A kx[4];
+        load4(kn + d, kx);
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+          A qx[4];
+          load4(q0 + u * L.ld + d, qx);
+          acc[u] += qx[0] * kx[0] + qx[1] * kx[1] + qx[2] * kx[2] + qx[3] * kx[3];
+        }
       }
-      ss[r * lds + n] = s;
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const int r = 4 * g + u;
+        // Padding entries are 0 (P V reads them), masked keys of real rows -inf (softmax).
+        A sv = A(0);
+        if (r < nrows && n < nk) sv = n0 + n < row_limit[r] ? acc[u] : neg_inf<A>();
+        ss[r * L.lds + n] = sv;
+      }
     }
     __syncthreads();
     if (tid < nrows) {  // online softmax of row tid; a row with nothing visible yet stays empty
-      A* sr = ss + tid * lds;
+      A* sr = ss + tid * L.lds;
       const A m_old = row_m[tid];
       A m_new = m_old;
       for (int n = 0; n < nk; ++n) m_new = sr[n] > m_new ? sr[n] : m_new;
@@ -261,12 +315,28 @@ __global__ void __launch_bounds__(kThreads)
       row_alpha[tid] = alpha;
     }
     __syncthreads();
-    for (int64_t e = tid; e < nrows * D; e += kThreads) {
-      const int64_t r = e / D, d = e - r * D;
-      const A* pr = ss + r * lds;
-      A acc = os[e] * row_alpha[r];
-      for (int n = 0; n < nk; ++n) acc += pr[n] * vs[n * ld + d];
-      os[e] = acc;
+    // O = alpha O + P V: a thread takes one row and four columns, four keys per P access.
+    const int dq = L.Dp / 4;
+    for (int e = tid; e < nrows * dq; e += kThreads) {
+      const int r = e / dq, d = 4 * (e - r * dq);
+      const A* pr = ss + r * L.lds;
+      A acc[4];
+      load4(os + r * L.Dp + d, acc);
+      const A alpha = row_alpha[r];
+#pragma unroll
+      for (int c = 0; c < 4; ++c) acc[c] *= alpha;
+      for (int n = 0; n < nk4; n += 4) {
+        A pp[4];
+        load4(pr + n, pp);
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+          A vx[4];
+          load4(vs + (n + u) * L.ld + d, vx);
+#pragma unroll
+          for (int c = 0; c < 4; ++c) acc[c] += pp[u] * vx[c];
+        }
+      }
+      store4(os + r * L.Dp + d, acc);
     }
   }
   __syncthreads();
@@ -278,9 +348,9 @@ __global__ void __launch_bounds__(kThreads)
     A* pr = part + (row_id[tid] * plan.slots + slot) * width;
     pr[0] = row_m[tid], pr[1] = row_l[tid];
   }
-  for (int64_t e = tid; e < nrows * D; e += kThreads) {
-    const int64_t r = e / D, d = e - r * D;
-    if (row_l[r] > A(0)) part[(row_id[r] * plan.slots + slot) * width + 2 + d] = os[e];
+  for (int e = tid; e < nrows * Dc; e += kThreads) {
+    const int r = e / Dc, d = e - r * Dc;
+    if (row_l[r] > A(0)) part[(row_id[r] * plan.slots + slot) * width + 2 + d] = os[r * L.Dp + d];
   }
 }
 
@@ -330,8 +400,10 @@ Tiles choose_tiles(int64_t D, int64_t rows_hint, int64_t acc_bytes) {
   int bm = 1;
   while (bm < kMaxRows && bm < rows_hint) bm *= 2;
   for (; bm >= 1; bm /= 2) {
-    for (int bn = kMaxKeys; bn >= (bm == 1 ? 1 : 8); bn /= 2) {
-      if (bm * (D + 1) + 2 * bn * (D + 1) + bm * D + bm * (bn + 1) <= pool) return {bm, bn};
+    for (int bn = kMaxKeys; bn >= (bm == 1 ? 4 : 8); bn /= 2) {
+      if (D <= (1 << 20) && SmemLayout(static_cast<int>(D), {bm, bn}).elems(bn) <= pool) {
+        return {bm, bn};
+      }
     }
   }
   throw std::invalid_argument("attention_decode: headdim " + std::to_string(D) +
