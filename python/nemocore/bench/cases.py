@@ -318,6 +318,57 @@ def moe_permute_unpermute(tokens, experts, top_k, d, device="cpu", dtype=torch.f
     )
 
 
+def _attention_inputs(b, ctx, q_len, dec, device, dtype, h=32, hkv=8, d=128):
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(b, h, q_len, d, generator=g).to(device, dtype)
+    kc = torch.randn(hkv, ctx, d, generator=g).to(device, dtype)
+    vc = torch.randn(hkv, ctx, d, generator=g).to(device, dtype)
+    kd = torch.randn(b, hkv, dec, d, generator=g).to(device, dtype)
+    vd = torch.randn(b, hkv, dec, d, generator=g).to(device, dtype)
+    return q, kc, vc, kd, vd
+
+
+def bifurcated_decode(b, ctx, q_len=1, dec=64, device="cpu", dtype=torch.float32, peer="sdpa"):
+    """One decode step of one attention layer (GQA 32/8, D 128): b samples of one prompt."""
+
+    def setup():
+        q, kc, vc, kd, vd = _attention_inputs(b, ctx, q_len, dec, device, dtype)
+        lens = torch.full((b,), dec, dtype=torch.int64, device=device)
+        ours = lambda: ops.bifurcated_attention(q, kc, vc, kd, vd, lens)  # noqa: E731
+        if peer == "sdpa":  # what a plain cache does: the prompt copied into every sample's row
+            k = torch.cat([kc.expand(b, -1, -1, -1), kd], 2)
+            v = torch.cat([vc.expand(b, -1, -1, -1), vd], 2)
+            mask = torch.ones(q_len, k.shape[2], dtype=torch.bool, device=device)
+            mask = mask.tril(k.shape[2] - q_len)
+            return ours, lambda: F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, enable_gqa=True
+            )
+
+        def torch_bifurcated():  # the paper's formulation in plain torch: one softmax, two GEMMs
+            hkv, group = kc.shape[0], q.shape[1] // kc.shape[0]
+            qg = q.reshape(b, hkv, group * q_len, -1).transpose(0, 1).reshape(hkv, -1, q.shape[-1])
+            s_ctx = (qg @ kc.transpose(1, 2)).reshape(hkv, b, group * q_len, -1).transpose(0, 1)
+            s_dec = q.reshape(b, hkv, group * q_len, -1) @ kd.transpose(2, 3)
+            scale = q.shape[-1] ** -0.5
+            p = torch.softmax(scale * torch.cat([s_ctx, s_dec], -1), -1)
+            p_ctx, p_dec = p[..., : kc.shape[1]], p[..., kc.shape[1] :]
+            o_ctx = p_ctx.transpose(0, 1).reshape(hkv, b * group * q_len, -1) @ vc
+            o_ctx = o_ctx.reshape(hkv, b, group * q_len, -1).transpose(0, 1)
+            return o_ctx + p_dec @ vd
+
+        return ours, torch_bifurcated
+
+    elem = torch.finfo(dtype).bits // 8
+    return BenchCase(
+        "bifurcated_attention",
+        f"b{b} ctx{ctx} dec{dec} q{q_len} GQA32/8 D128 {str(dtype)[6:]}",
+        device,
+        "SDPA over the replicated cache" if peer == "sdpa" else "plain-torch bifurcated",
+        setup,
+        bytes_moved=2 * 8 * 128 * (ctx + b * dec) * elem,
+    )
+
+
 def _cuda_moe_built() -> bool:
     try:
         return bool(_native.kernels().build_info().get("cuda_moe", False))
@@ -352,6 +403,11 @@ CPU_CASES = [
     grouped_mm_fwd(1024, 64, 4, 1024, 512, dtype=torch.bfloat16),
     grouped_mm_fwd_bwd(1024, 64, 4, 1024, 512),
     moe_permute_unpermute(4096, 128, 6, 2688),
+    # Attention (kernels.md 5.3): one prompt of 8k tokens, 1 and 32 samples.
+    bifurcated_decode(1, 8192),
+    bifurcated_decode(32, 8192),
+    bifurcated_decode(32, 8192, peer="torch"),
+    bifurcated_decode(32, 8192, q_len=5),
 ]
 
 GPU_CASES = [
