@@ -150,6 +150,55 @@ struct Segment {
   int64_t k_seq, k_dim, v_seq, v_dim;
 };
 
+// Whether K and V rows can be read in 16-byte vectors: unit dim stride, rows and segment start
+// 16-byte aligned, D a multiple of the vector.
+template <typename T>
+__device__ __forceinline__ bool vec_ok(const Segment<T>& s, int D) {
+  constexpr int kVec = 16 / sizeof(T);
+  return D > 0 && s.k_dim == 1 && s.v_dim == 1 && D % kVec == 0 && s.k_seq % kVec == 0 &&
+         s.v_seq % kVec == 0 && reinterpret_cast<uintptr_t>(s.k) % 16 == 0 &&
+         reinterpret_cast<uintptr_t>(s.v) % 16 == 0;
+}
+
+// Stages keys [n0, n0 + nk) of K and V as rows of ks, vs, element by element (any strides).
+// Rows [nk, nk4) and columns [D, Dp) are zero, so P V needs no bounds (0 * 0).
+template <typename T, typename A>
+__device__ __forceinline__ void load_tile(const Segment<T>& s, int64_t n0, int nk, int nk4, int D,
+                                          int Dp, int ld, A* ks, A* vs) {
+  for (int n = threadIdx.x / Dp, d = threadIdx.x % Dp; n < nk4;) {
+    A kx = A(0), vx = A(0);
+    if (n < nk && d < D) {
+      kx = to_acc(s.k[(n0 + n) * s.k_seq + d * s.k_dim]);
+      vx = to_acc(s.v[(n0 + n) * s.v_seq + d * s.v_dim]);
+    }
+    ks[n * ld + d] = kx, vs[n * ld + d] = vx;
+    for (d += kThreads; d >= Dp; d -= Dp) ++n;
+  }
+}
+
+// The same with one 16-byte load per vector of a row (vec_ok); columns [D, Dp) are not written.
+template <typename T, typename A>
+__device__ __forceinline__ void load_tile_vec(const Segment<T>& s, int64_t n0, int nk, int nk4,
+                                              int D, int ld, A* ks, A* vs) {
+  constexpr int kVec = 16 / sizeof(T);
+  const int per_row = D / kVec;
+  for (int n = threadIdx.x / per_row, c = threadIdx.x % per_row; n < nk4;) {
+    uint4 kr = make_uint4(0, 0, 0, 0), vr = kr;  // all-zero bits are 0 in every io type
+    if (n < nk) {
+      kr = *reinterpret_cast<const uint4*>(s.k + (n0 + n) * s.k_seq + c * kVec);
+      vr = *reinterpret_cast<const uint4*>(s.v + (n0 + n) * s.v_seq + c * kVec);
+    }
+    const T* ke = reinterpret_cast<const T*>(&kr);
+    const T* ve = reinterpret_cast<const T*>(&vr);
+#pragma unroll
+    for (int u = 0; u < kVec; ++u) {
+      ks[n * ld + c * kVec + u] = to_acc(ke[u]);
+      vs[n * ld + c * kVec + u] = to_acc(ve[u]);
+    }
+    for (c += kThreads; c >= per_row; c -= per_row) ++n;
+  }
+}
+
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
     partial_kernel(const AttentionDecodeParams p, const Plan plan) {
@@ -253,18 +302,20 @@ __global__ void __launch_bounds__(kThreads)
     os[e] = A(0);
   }
 
+  // Columns [D, Dp) of K and V stay zero (the vector loads never write them).
+  for (int e = tid; e < bn * (L.Dp - Dc); e += kThreads) {
+    const int n = e / (L.Dp - Dc), d = Dc + e % (L.Dp - Dc);
+    ks[n * L.ld + d] = A(0), vs[n * L.ld + d] = A(0);
+  }
+  const bool vec_kv = vec_ok(seg, Dc);
+
   for (int64_t n0 = k0; n0 < k_end; n0 += bn) {
     const int nk = static_cast<int>(min64(bn, k_end - n0)), nk4 = (nk + 3) & ~3;
     __syncthreads();  // the previous tile's P V is done with ks, vs and ss
-    // K and V rows [nk, nk4) and columns [D, Dp) are zero: P V then needs no bounds (0 * 0).
-    for (int n = tid / L.Dp, d = tid % L.Dp; n < nk4;) {
-      A kx = A(0), vx = A(0);
-      if (n < nk && d < Dc) {
-        kx = to_acc(seg.k[(n0 + n) * seg.k_seq + d * seg.k_dim]);
-        vx = to_acc(seg.v[(n0 + n) * seg.v_seq + d * seg.v_dim]);
-      }
-      ks[n * L.ld + d] = kx, vs[n * L.ld + d] = vx;
-      for (d += kThreads; d >= L.Dp; d -= L.Dp) ++n;
+    if (vec_kv) {
+      load_tile_vec(seg, n0, nk, nk4, Dc, L.ld, ks, vs);
+    } else {
+      load_tile(seg, n0, nk, nk4, Dc, L.Dp, L.ld, ks, vs);
     }
     __syncthreads();
     // S = Q K^T: a thread takes one key and four rows, 4 columns per shared-memory access.
