@@ -8,8 +8,10 @@
 //      it, and writes one partial state (o unnormalised, running max m, sum l) per row:
 //        context blocks:  (context c, KV head j, split s, row block) - the rows are every
 //          grouped head and position of every sample using c (M = samples * H/Hkv * q_len), so
-//          each context key and value is read once per (context, KV head, split), whatever the
-//          batch; the split cuts ctx_lens[c] into equal ranges so that one sample still fills
+//          each context key and value is read from HBM once per (context, KV head), whatever
+//          the batch: a block holds up to 16 rows, and the row blocks of one (context, KV head,
+//          split) are adjacent in the grid, so they run together and re-read the split's keys
+//          from L2. The split cuts ctx_lens[c] into equal ranges so that one sample still fills
 //          the GPU (split-KV, FlashDecoding-style);
 //        decoded blocks:  (sample i, KV head j, split s, row block) over dec_lens[i], with the
 //          per-position bound visible(i, t) of the header as a mask.
@@ -24,8 +26,9 @@
 // The workspace holds the partial states, (b*H*T rows) x (context splits + decoded splits) x
 // (D + 2), and after them the int32 member lists and counts. Split counts and tile sizes are a
 // function of the sizes alone, so attention_decode_cuda_workspace_elems needs no device data.
-// Arithmetic is fp32 (fp64 for fp64 io) SIMT FMA; at decode shapes the kernel is bound by reading
-// K and V.
+// Arithmetic is fp32 (fp64 for fp64 io) SIMT FMA, 4 values per shared-memory access; without
+// tensor cores, many rows per KV head (large batch, GQA) make the context pass compute-bound
+// well before the bf16 roofline of kernels.md 5.2. Head dims up to about 720 (fp64: 360) fit.
 #include <cstdint>
 #include <limits>
 #include <stdexcept>
