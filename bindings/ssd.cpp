@@ -173,7 +173,7 @@ void ssd_bwd(const py::handle& x, const py::handle& dt, const py::handle& A, con
              const py::handle& C, const py::handle& D, const py::handle& z,
              const py::handle& dt_bias, const py::handle& seqs, const py::handle& initial_states,
              const py::handle& dout, const py::handle& dfinal_states, const py::tuple& grads,
-             const ScanConfig& cfg) {
+             const ScanConfig& cfg, const py::handle& workspace) {
   TensorView xv;
   SsdBwdParams p;
   p.fwd = scan_params(x, dt, A, B, C, D, z, dt_bias, seqs, initial_states, cfg, xv);
@@ -206,6 +206,11 @@ void ssd_bwd(const py::handle& x, const py::handle& dt, const py::handle& A, con
     check_tensor(*gi, "dinitial_states", {gi->size(0), f.nheads, f.headdim, f.dstate}, acc, xv,
                  true);
     p.dinitial_states = gi->data;
+  }
+  if (xv.is_cuda) {
+    const int64_t elems = ssd_cuda_bwd_workspace_elems(f.num_chunks, f.nheads, f.ngroups,
+                                                       f.chunk_size, f.headdim, f.dstate);
+    p.workspace = req_out(workspace, "workspace", {elems}, acc, xv);
   }
   launch(xv, "mamba_chunk_scan_combined backward", &cpu::ssd_bwd, NEMOCORE_SSD_CUDA_BWD, p);
 }
@@ -306,7 +311,9 @@ void register_ssd(py::module_& m) {
   m.def("ssd_bwd", &ssd_bwd, py::arg("x"), py::arg("dt"), py::arg("A"), py::arg("B"), py::arg("C"),
         py::arg("D"), py::arg("z"), py::arg("dt_bias"), py::arg("seqs"), py::arg("initial_states"),
         py::arg("dout"), py::arg("dfinal_states"), py::arg("grads"), py::arg("config"),
-        "Mamba-2 SSD backward into grads = (dx, ddt, dA, dB, dC, dD, dz, ddt_bias, dinit).");
+        py::arg("workspace") = py::none(),
+        "Mamba-2 SSD backward into grads = (dx, ddt, dA, dB, dC, dD, dz, ddt_bias, dinit); CUDA "
+        "tensors need a `workspace` (see ssd_cuda_bwd_workspace_elems in nemocore/ssd.h).");
   m.def("ssd_state_update", &ssd_state_update, py::arg("state"), py::arg("x"), py::arg("dt"),
         py::arg("A"), py::arg("B"), py::arg("C"), py::arg("D"), py::arg("z"), py::arg("dt_bias"),
         py::arg("state_batch_indices"), py::arg("out"), py::arg("dt_softplus"),

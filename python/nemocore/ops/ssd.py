@@ -171,10 +171,23 @@ def _ssd_chunk_scan_bwd(
     given = (D, z, dt_bias, initial_states)
     passed = (*grads[:5], *(g if t is not None else None for g, t in zip(grads[5:], given)))
     cfg = _config(x, chunk_size, chunks, dt_softplus, dt_min, dt_max, has_limit)
+    workspace = None
+    if x.is_cuda:
+        elems = _cuda_bwd_workspace_elems(chunks, H, B.shape[-2], chunk_size, P, N)
+        workspace = x.new_empty((elems,), dtype=dt.dtype)
     _native.kernels().ssd_bwd(
-        x, dt, A, B, C, D, z, dt_bias, table, initial_states, dout, dseq, passed, cfg
+        x, dt, A, B, C, D, z, dt_bias, table, initial_states, dout, dseq, passed, cfg, workspace
     )
     return grads
+
+
+def _cuda_bwd_workspace_elems(chunks, H, G, Q, P, N):
+    """ssd_cuda_bwd_workspace_elems in ssd.h (the binding checks the size): the forward's
+    workspace, then per (chunk, head) dy, the state gradient and per-step and per-32-step-tile
+    partial sums, and per (chunk, group) C B^T and its gradient."""
+    tiles = -(-Q // 32)
+    per_head = Q * P + P * N + 3 * Q + 2 * tiles * Q + tiles * P + 2
+    return chunks * H * (2 * Q + P * N) + chunks * (H * per_head + G * 2 * Q * Q)
 
 
 @_ssd_chunk_scan_bwd.register_fake
