@@ -5,16 +5,17 @@
 // Both are cut into independent output blocks, each computed whole (all of K) by
 // gmm::block_gemm, the packed BLIS-style GEMM of grouped_mm_kernel.h, and handed to the threads
 // one at a time so uneven experts balance:
-//   grouped_mm: (expert, row block, column block). An expert's rows form one block unless it has
-//     many (then equal blocks, so each packed b slice still serves many rows); columns are cut
-//     into equal blocks whose packed KC x nb slice of b[e] stays in L2. Experts without rows
-//     produce no work.
-//   wgrad: (expert, block of out[e]'s rows, column block). The reduction runs over the expert's
+//   grouped_mm: (expert, row block, column range). An expert's rows form one block unless it has
+//     many (then equal blocks, so each packed b slice still serves many rows); the columns form
+//     one range (a's block is packed once per K slice for all of them) unless the threads would
+//     get too few blocks. Experts without rows produce no work.
+//   wgrad: (expert, block of out[e]'s rows, column tile). The reduction runs over the expert's
 //     rows, so a = x[rows of e]^T is read through swapped strides and packed like any other a;
 //     an expert without rows writes zeros.
-// The blocking is fixed by the shapes alone and each output element belongs to one block, so
-// results do not depend on the thread count. float64 io computes in float64 (same code, half the
-// vector lanes), every other dtype in float32.
+// Each output element belongs to one block and is summed in a fixed order (K slices fixed by
+// the shapes alone), so results do not depend on the thread count even though the column
+// ranges do. float64 io computes in float64 (same code, half the vector lanes), every other
+// dtype in float32.
 #include <algorithm>
 #include <stdexcept>
 #include <string>

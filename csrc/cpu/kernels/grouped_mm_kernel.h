@@ -1,15 +1,23 @@
 // The packed, register-blocked GEMM behind the CPU grouped GEMMs (grouped_mm.cpp). Included
 // only by sources compiled per ISA level.
 //
-// block_gemm computes one output block, out (mb x nb, row stride ldo) = a (mb x K) @ b (K x nb),
-// for io-typed operands with arbitrary element strides, in the compute type A (BLIS's loop
-// nest without the outer N loop, which the caller's work items provide):
+// block_gemm computes one output block, out (mb x ncols, row stride ldo) = a (mb x K) @
+// b (K x ncols), for io-typed operands with arbitrary element strides, in the compute type A.
+// The caller's work items are BLIS's outer loops (experts, row blocks of at most a few hundred
+// rows, column ranges); inside a block:
 //
-//   for each KC slice of K:          pack b's KC x nb slice into NR-wide panels (converted to A)
-//     for each MC block of rows:     pack a's MC x KC block into MR-tall panels (converted to A)
+//   for each KC slice of K:          pack a's mb x KC block into MR-tall panels (L2), once for
+//                                    all the block's columns (an expert has few rows, b is wide)
+//     for each nb-wide column tile:  pack b's KC x nb slice into NR-wide panels (L2), while
+//                                    prefetching the next slice's rows of b from DRAM
 //       for each NR panel of b:      its KC x NR panel stays in L1 ...
 //         for each MR panel of a:    ... while the MR x KC panels of a stream from L2:
 //           MR x NR micro-kernel:    MR x 2 vector accumulators, one FMA per (row, vector, k)
+//
+// With ~48 rows per expert (Nemotron-3-Nano, 1024 tokens, top-6) every element of b[e] feeds
+// only ~48 FMAs, so streaming b from DRAM costs about as much as the FMAs unless the next
+// slice is prefetched during the current one; packing it (and a) is what lets the micro-kernel
+// run at near-peak on full, contiguous, zero-padded panels.
 //
 // Packing makes every operand layout (b normal or transposed, a transposed for the weight
 // gradient, any strides, bf16/f16 io) look the same to the micro-kernel, and zero-pads the edge
@@ -45,7 +53,7 @@ constexpr int kMR = 6;
 #endif
 
 // Cache blocking: a KC x NR panel of b (16 KiB in fp32 with AVX2) stays in L1, the packed
-// KC x nb slice of b and MC x KC block of a share L2.
+// KC x nb slice of b and mb x KC block of a share L2. 128..384 measured within noise.
 constexpr int64_t kKC = 256;
 
 template <typename A>
