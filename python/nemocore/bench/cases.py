@@ -443,4 +443,27 @@ if _cuda_moe_built():
         moe_permute_unpermute(4096, 128, 6, 2688, "cuda", torch.bfloat16),
     ]
 
+
+def _cuda_attention_built() -> bool:
+    try:
+        return bool(_native.kernels().build_info().get("cuda_attention", False))
+    except ImportError:
+        return False
+
+
+if _cuda_attention_built():  # kernels.md 8: 32/8 heads, D 128, contexts 8k/32k, b 1..64
+    GPU_CASES += [
+        *(
+            bifurcated_decode(b, ctx, q_len, 64, "cuda", torch.bfloat16)
+            for b, ctx, q_len in (
+                (1, 8192, 1),
+                (32, 8192, 1),
+                (64, 8192, 1),
+                (32, 32768, 1),
+                (32, 8192, 5),
+            )
+        ),
+        bifurcated_decode(32, 8192, 1, 64, "cuda", torch.bfloat16, peer="torch"),
+    ]
+
 CASES = CPU_CASES + GPU_CASES
