@@ -1,23 +1,37 @@
 // Decode-time attention over a shared context plus per-sample decoded keys on the CPU
 // (bifurcated attention: decoding.md section 2, kernels.md 5.3).
 //
+// Rows and groups. A query row is one (sample, query head, position). A group is the set of
+// rows that read one key sequence of one KV head: for a context, all the grouped query heads
+// and positions of every sample using it (M = samples * H/Hkv * q_len rows, so the context's
+// keys and values are read once for all of them and Q K^T is a real GEMM); for a decoded
+// segment, the grouped rows of one sample, with the causal bound per position. Groups of more
+// than kRowBlock rows are cut into row blocks, so that one block's K and V tiles, its queries,
+// scores and output rows stay in L2 together.
+//
 // Two phases, each one parallel loop over independent items:
-//   1. Tiles. A tile is up to kTile keys of one key segment and KV head, together with every
-//      query row that reads it: for a context tile, all the grouped query heads and positions of
-//      every sample using that context (M = samples * H/Hkv * q_len rows, so the context's keys
-//      and values are loaded and converted once for all of them, and Q K^T is a real GEMM); for
-//      a decoded tile, the grouped rows of one sample, with the causal bound per position.
-//      Each tile writes, per row, its partial state: the unnormalised P V row, the max score m
-//      and the sum of exp(score - m), l. Long segments are cut into several tiles, so one
-//      sample with a long context still keeps every core busy (split-KV).
-//   2. Merge. Per (sample, KV head): each row merges its tiles' states with the LSE rule
-//      (decoding.md 0.2) in a fixed order, so results do not depend on the thread count, and
-//      writes out and lse. A row with no key at all gets out = 0 and lse = -inf.
-// Products run through the register-blocked GEMM of ssd_gemm.h in the compute type (fp32, or
-// fp64 for fp64 io); bf16/fp16 keys and values are widened while a tile is loaded.
+//   1. Items. An item is a chunk of consecutive kTile-key tiles of one group (split-KV: a long
+//      context is several items, so one sample still keeps every core busy). It runs an online
+//      softmax over its tiles and writes, per row, its partial state: the unnormalised P V row,
+//      the max score m and the sum of exp(score - m), l. The chunk length depends only on the
+//      problem sizes (about kTargetItems items in all), never on the thread count.
+//   2. Merge. Per (sample, KV head): each row merges its items' states with the LSE rule
+//      (decoding.md 0.2) in a fixed order (context chunks, then decoded chunks), so results do
+//      not depend on the thread count, and writes out and lse. A row with no key at all gets
+//      out = 0 and lse = -inf.
+// Per tile, in the compute type (fp32, or fp64 for fp64 io):
+//   scores: with many rows, S^T = K Q^T through the register-blocked GEMM of ssd_gemm.h, the
+//     keys read in place as the broadcast operand (row by row, no transposition) against the
+//     item's packed, scaled Q^T; with few rows (a single sample, M = H/Hkv), dot products that
+//     load each key row once and FMA it against every query row with vector accumulators.
+//   softmax: running max and sum per row, vectorised over rows (S^T) or keys (S).
+//   output: O += P V through the same GEMM, V's rows streamed in place.
+// fp32/fp64 keys and values with unit dim stride are never copied; bf16/fp16 (or strided) ones
+// are widened tile by tile into per-thread scratch, which every buffer of an item lives in.
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -35,22 +49,21 @@ namespace {
 template <typename T>
 using AccOf = std::conditional_t<std::is_same_v<T, double>, double, float>;
 
-constexpr int64_t kTile = 256;  // keys per tile: K^T and V tiles of D = 128 stay in L2
+constexpr int64_t kTile = 256;         // keys per tile: a K and a V tile of D = 128 (fp32) in L2
+constexpr int64_t kRowBlock = 128;     // rows per item at most: Q^T, S^T and O beside them in L2
+constexpr int64_t kTargetItems = 128;  // items in all, about: the split-KV chunk length
+constexpr int64_t kSmallRows = 12;     // fewer rows: dot products instead of the padded GEMM
 
-// One tile: keys [k0, k1) of a segment, for `rows` query rows starting at `row0` in the
-// per-tile state arrays; `sample` >= 0 for a decoded tile (causal bound), -1 for a context tile.
-struct Tile {
-  int64_t seg, head, k0, k1, sample, row0, rows;
+// Rows [r0, r0 + rows) of the key sequence `seg` (a context, or a sample's decoded part) of KV
+// head `head`; `sample` >= 0 for a decoded group (causal bound), -1 for a context group. Its
+// items are [first_item, first_item + items).
+struct Group {
+  int64_t seg, head, sample, len, r0, rows, first_item, items;
 };
 
-struct Layout {
-  int64_t G, T, D, rows_per_sample;  // G grouped heads per KV head, rows = G * T
-  std::vector<int64_t> ctx_of, rank_in_ctx, ctx_samples, ctx_len_of;
-  std::vector<std::vector<int64_t>> ctx_members;  // per context, its samples in batch order
-};
-
-struct TileRange {
-  int64_t first = 0, count = 0;
+// Keys [k0, k1) of a group; its states are rows [state0, state0 + group rows).
+struct Item {
+  int64_t group, k0, k1, state0;
 };
 
 template <typename T>
@@ -62,33 +75,120 @@ struct Segment {  // strides of a (segment, head, seq, dim) key or value tensor
   }
 };
 
+template <typename A>
+struct Scratch {  // per thread, grown as needed, never freed between calls
+  std::vector<A> q, s, k, v, mt, msub, alpha, lsum, o;
+  std::vector<int64_t> vis, limit;
+};
+
+template <typename A>
+Scratch<A>& scratch() {
+  static thread_local Scratch<A> s;
+  return s;
+}
+
+template <typename V>
+inline void grow(V& v, int64_t n) {
+  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
+}
+
+template <typename A>
+using VecT = typename ssd::Vec<A>::type;
+
+template <typename A>
+inline A hsum(VecT<A> v) {
+  A s = 0;
+  for (int i = 0; i < ssd::Vec<A>::kLanes; ++i) s += v[i];
+  return s;
+}
+
+// S[r * lds + k] = q_r . key_k for R query rows (q: R x D, row stride D) and n keys (row stride
+// ldk): each key row is loaded once per R rows, two keys at a time, vector accumulators summed
+// across lanes at the end.
+template <typename A, int R>
+void dot_rows(int64_t n, int64_t D, const A* key, int64_t ldk, const A* q, A* S, int64_t lds) {
+  using V = VecT<A>;
+  constexpr int W = ssd::Vec<A>::kLanes;
+  const int64_t Dv = D / W * W;
+  int64_t k = 0;
+  for (; k + 2 <= n; k += 2) {
+    const A* k0 = key + k * ldk;
+    const A* k1 = k0 + ldk;
+    V a0[R], a1[R];
+    for (int r = 0; r < R; ++r) a0[r] = a1[r] = V{};
+    for (int64_t d = 0; d < Dv; d += W) {
+      const V x0 = ssd::vload<V>(k0 + d), x1 = ssd::vload<V>(k1 + d);
+      for (int r = 0; r < R; ++r) {
+        const V y = ssd::vload<V>(q + r * D + d);
+        a0[r] += x0 * y;
+        a1[r] += x1 * y;
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      A s0 = hsum<A>(a0[r]), s1 = hsum<A>(a1[r]);
+      for (int64_t d = Dv; d < D; ++d) {
+        s0 += k0[d] * q[r * D + d];
+        s1 += k1[d] * q[r * D + d];
+      }
+      S[r * lds + k] = s0;
+      S[r * lds + k + 1] = s1;
+    }
+  }
+  if (k < n) {
+    const A* k0 = key + k * ldk;
+    V a0[R];
+    for (int r = 0; r < R; ++r) a0[r] = V{};
+    for (int64_t d = 0; d < Dv; d += W) {
+      const V x0 = ssd::vload<V>(k0 + d);
+      for (int r = 0; r < R; ++r) a0[r] += x0 * ssd::vload<V>(q + r * D + d);
+    }
+    for (int r = 0; r < R; ++r) {
+      A s0 = hsum<A>(a0[r]);
+      for (int64_t d = Dv; d < D; ++d) s0 += k0[d] * q[r * D + d];
+      S[r * lds + k] = s0;
+    }
+  }
+}
+
+template <typename A>
+void dot_scores(int64_t M, int64_t n, int64_t D, const A* key, int64_t ldk, const A* q, A* S,
+                int64_t lds) {
+  for (int64_t r = 0; r < M; r += 4) {
+    const A* qr = q + r * D;
+    A* sr = S + r * lds;
+    switch (std::min<int64_t>(4, M - r)) {
+      case 4: dot_rows<A, 4>(n, D, key, ldk, qr, sr, lds); break;
+      case 3: dot_rows<A, 3>(n, D, key, ldk, qr, sr, lds); break;
+      case 2: dot_rows<A, 2>(n, D, key, ldk, qr, sr, lds); break;
+      default: dot_rows<A, 1>(n, D, key, ldk, qr, sr, lds); break;
+    }
+  }
+}
+
 template <typename T, typename A>
 class Decoder {
  public:
   explicit Decoder(const AttentionDecodeParams& p) : p_(p) {
-    L_.G = p.nheads / p.nkv_heads, L_.T = p.q_len, L_.D = p.headdim;
-    L_.rows_per_sample = L_.G * L_.T;
+    G_ = p.nheads / p.nkv_heads, T_ = p.q_len, D_ = p.headdim;
+    per_ = G_ * T_;
     const int64_t C = has_ctx() ? p.num_contexts : 0;
-    L_.ctx_samples.assign(C, 0);
-    L_.ctx_members.assign(C, {});
-    L_.ctx_len_of.assign(C, 0);
-    for (int64_t c = 0; c < C; ++c) L_.ctx_len_of[c] = p.ctx_lens ? p.ctx_lens[c] : p.ctx_len;
+    ctx_samples_.assign(C, 0);
+    ctx_members_.assign(C, {});
     for (int64_t i = 0; i < p.batch; ++i) {
       const int64_t c = C ? (p.ctx_index ? p.ctx_index[i] : 0) : -1;
-      L_.ctx_of.push_back(c);
-      L_.rank_in_ctx.push_back(c >= 0 ? L_.ctx_samples[c]++ : -1);
-      if (c >= 0) L_.ctx_members[c].push_back(i);
+      ctx_of_.push_back(c);
+      rank_in_ctx_.push_back(c >= 0 ? ctx_samples_[c]++ : -1);
+      if (c >= 0) ctx_members_[c].push_back(i);
     }
-    plan_tiles();
+    plan();
   }
 
   void run() {
-    const int64_t D = L_.D;
-    acc_.assign(static_cast<size_t>(total_rows_ * D), A(0));
-    m_.assign(static_cast<size_t>(total_rows_), -std::numeric_limits<A>::infinity());
-    l_.assign(static_cast<size_t>(total_rows_), A(0));
-    parallel_for(static_cast<int64_t>(tiles_.size()), threads_,
-                 [&](int64_t t) { run_tile(tiles_[t]); });
+    acc_.reset(new A[static_cast<size_t>(std::max<int64_t>(1, total_states_ * D_))]);
+    m_.reset(new A[static_cast<size_t>(std::max<int64_t>(1, total_states_))]);
+    l_.reset(new A[static_cast<size_t>(std::max<int64_t>(1, total_states_))]);
+    parallel_for(static_cast<int64_t>(items_.size()), threads_,
+                 [&](int64_t t) { run_item(items_[t]); });
     parallel_for(p_.batch * p_.nkv_heads, threads_,
                  [&](int64_t item) { merge(item / p_.nkv_heads, item % p_.nkv_heads); });
   }
@@ -97,60 +197,76 @@ class Decoder {
   bool has_ctx() const { return p_.k_ctx && p_.ctx_len > 0 && p_.num_contexts > 0; }
   bool has_dec() const { return p_.k_dec && p_.max_dec_len > 0; }
   int64_t dec_len(int64_t i) const { return p_.dec_lens ? p_.dec_lens[i] : p_.max_dec_len; }
+  int64_t ctx_len(int64_t c) const { return p_.ctx_lens ? p_.ctx_lens[c] : p_.ctx_len; }
   // Decoded keys visible to query position t of sample i (decoding.md 2.5).
   int64_t visible(int64_t i, int64_t t) const {
-    return std::clamp<int64_t>(dec_len(i) - L_.T + 1 + t, 0, dec_len(i));
+    return std::clamp<int64_t>(dec_len(i) - T_ + 1 + t, 0, dec_len(i));
   }
 
-  void plan_tiles() {
-    const int64_t C = static_cast<int64_t>(L_.ctx_samples.size()), Hkv = p_.nkv_heads;
-    ctx_tiles_.assign(C * Hkv, {});
-    dec_tiles_.assign(p_.batch * Hkv, {});
+  // Row blocks of a group of `rows` rows: equal blocks of at most kRowBlock rows.
+  static int64_t block_rows(int64_t rows) {
+    const int64_t blocks = ceil_div(rows, kRowBlock);
+    return ceil_div(rows, blocks);
+  }
+
+  void add_groups(int64_t seg, int64_t head, int64_t sample, int64_t len, int64_t rows) {
+    const int64_t mb = block_rows(rows);
+    for (int64_t r0 = 0; r0 < rows; r0 += mb) {
+      groups_.push_back({seg, head, sample, len, r0, std::min(mb, rows - r0), 0, 0});
+    }
+  }
+
+  void plan() {
+    const int64_t C = static_cast<int64_t>(ctx_samples_.size()), Hkv = p_.nkv_heads;
+    ctx_group0_.assign(C * Hkv, -1);
+    dec_group0_.assign(p_.batch * Hkv, -1);
     for (int64_t c = 0; c < C; ++c) {
-      if (L_.ctx_samples[c] == 0) continue;
+      if (ctx_samples_[c] == 0) continue;
       for (int64_t j = 0; j < Hkv; ++j) {
-        ctx_tiles_[c * Hkv + j] =
-            add_tiles(c, j, L_.ctx_len_of[c], -1, L_.ctx_samples[c] * L_.rows_per_sample);
+        ctx_group0_[c * Hkv + j] = static_cast<int64_t>(groups_.size());
+        add_groups(c, j, -1, ctx_len(c), ctx_samples_[c] * per_);
       }
     }
     if (has_dec()) {
       for (int64_t i = 0; i < p_.batch; ++i) {
         for (int64_t j = 0; j < Hkv; ++j) {
-          dec_tiles_[i * Hkv + j] = add_tiles(i, j, dec_len(i), i, L_.rows_per_sample);
+          dec_group0_[i * Hkv + j] = static_cast<int64_t>(groups_.size());
+          add_groups(i, j, i, dec_len(i), per_);
         }
       }
     }
-    // Tiles of kTile keys are the unit of work: a long context is several tiles (split-KV),
-    // so even one sample keeps every thread busy. Tiny problems stay on one thread.
+    // Split-KV chunks: about kTargetItems items in all, whole tiles, from the sizes alone.
+    int64_t tiles = 0, work = 0;
+    for (const Group& g : groups_) {
+      tiles += ceil_div(g.len, kTile);
+      work += g.len * g.rows;
+    }
+    const int64_t chunk = kTile * std::max<int64_t>(1, tiles / kTargetItems);
+    for (int64_t gi = 0; gi < static_cast<int64_t>(groups_.size()); ++gi) {
+      Group& g = groups_[gi];
+      g.first_item = static_cast<int64_t>(items_.size());
+      for (int64_t k0 = 0; k0 < g.len; k0 += chunk) {
+        items_.push_back({gi, k0, std::min(g.len, k0 + chunk), total_states_});
+        total_states_ += g.rows;
+        ++g.items;
+      }
+    }
+    // Tiny problems stay on one thread (the split does not change, so neither do results).
     threads_ = std::max(1, p_.num_threads);
-    if (total_rows_ * L_.D < 4096) threads_ = 1;
+    if (work * D_ < (1 << 16)) threads_ = 1;
   }
 
-  TileRange add_tiles(int64_t seg, int64_t head, int64_t len, int64_t sample, int64_t rows) {
-    TileRange range{static_cast<int64_t>(tiles_.size()), 0};
-    for (int64_t k0 = 0; k0 < len; k0 += kTile) {
-      tiles_.push_back({seg, head, k0, std::min(len, k0 + kTile), sample, total_rows_, rows});
-      total_rows_ += rows;
-      ++range.count;
-    }
-    return range;
+  // Row r of a group's segment -> (sample, query head, position).
+  void row_owner(const Group& g, int64_t r, int64_t& i, int64_t& h, int64_t& t) const {
+    const int64_t local = r % per_;
+    h = g.head * G_ + local / T_, t = local % T_;
+    i = g.sample >= 0 ? g.sample : ctx_members_[g.seg][r / per_];
   }
 
-  // Query row r of a tile -> (sample, query head, position).
-  void row_owner(const Tile& tile, int64_t r, int64_t& i, int64_t& h, int64_t& t) const {
-    const int64_t per = L_.rows_per_sample;
-    const int64_t local = r % per;
-    h = tile.head * L_.G + local / L_.T, t = local % L_.T;
-    if (tile.sample >= 0) {
-      i = tile.sample;
-      return;
-    }
-    i = L_.ctx_members[tile.seg][r / per];
-  }
-
-  void run_tile(const Tile& tile) {
-    const int64_t D = L_.D, n = tile.k1 - tile.k0, M = tile.rows;
-    const bool dec = tile.sample >= 0;
+  void run_item(const Item& item) {
+    const Group& g = groups_[item.group];
+    const int64_t D = D_, M = g.rows;
+    const bool dec = g.sample >= 0;
     const Segment<T> K = dec ? Segment<T>{static_cast<const T*>(p_.k_dec), p_.kd_batch_stride,
                                           p_.kd_head_stride, p_.kd_seq_stride, p_.kd_dim_stride}
                              : Segment<T>{static_cast<const T*>(p_.k_ctx), p_.kc_ctx_stride,
@@ -159,101 +275,221 @@ class Decoder {
                                           p_.vd_head_stride, p_.vd_seq_stride, p_.vd_dim_stride}
                              : Segment<T>{static_cast<const T*>(p_.v_ctx), p_.vc_ctx_stride,
                                           p_.vc_head_stride, p_.vc_seq_stride, p_.vc_dim_stride};
-    // K^T (D x n) and V (n x D) of the tile, widened once for all M rows.
-    std::vector<A> Kt(static_cast<size_t>(D * n)), Vt(static_cast<size_t>(n * D)), row(D);
-    for (int64_t s = 0; s < n; ++s) {
-      load_row(K.row(tile.seg, tile.head, tile.k0 + s), K.dim_stride, D, row.data());
-      for (int64_t d = 0; d < D; ++d) Kt[d * n + s] = row[d];
-      load_row(V.row(tile.seg, tile.head, tile.k0 + s), V.dim_stride, D, Vt.data() + s * D);
-    }
-    // The scaled query rows.
-    std::vector<A> Q(static_cast<size_t>(M * D)), S(static_cast<size_t>(M * n), A(0));
-    std::vector<int64_t> limit(static_cast<size_t>(M), n);  // keys [0, limit) of the tile count
+    constexpr bool kSame = std::is_same_v<T, A>;
+    const bool k_direct = kSame && K.dim_stride == 1, v_direct = kSame && V.dim_stride == 1;
+    Scratch<A>& sc = scratch<A>();
+
+    // The scaled query rows: Q (M x D) for the dot products, or Q^T (D x Mp, zero columns past
+    // M) as the streamed operand of S^T = K Q^T.
+    const bool small = M < kSmallRows;
+    constexpr int64_t NR = 2 * ssd::Vec<A>::kLanes;
+    const int64_t Mp = small ? M : ceil_div(M, NR) * NR;
+    grow(sc.q, Mp * D);
+    grow(sc.vis, M);
+    A* Q = sc.q.data();
+    if (!small) std::fill(Q, Q + Mp * D, A(0));
     const T* q = static_cast<const T*>(p_.q);
     const A scale = static_cast<A>(p_.scale);
+    bool causal = false;
     for (int64_t r = 0; r < M; ++r) {
       int64_t i, h, t;
-      row_owner(tile, r, i, h, t);
-      load_row(q + i * p_.q_batch_stride + h * p_.q_head_stride + t * p_.q_seq_stride,
-               p_.q_dim_stride, D, Q.data() + r * D);
-      for (int64_t d = 0; d < D; ++d) Q[r * D + d] *= scale;
-      if (dec) limit[r] = std::clamp<int64_t>(visible(i, t) - tile.k0, 0, n);
+      row_owner(g, g.r0 + r, i, h, t);
+      const T* src = q + i * p_.q_batch_stride + h * p_.q_head_stride + t * p_.q_seq_stride;
+      for (int64_t d = 0; d < D; ++d) {
+        const A x = to_acc<A>(src[d * p_.q_dim_stride]) * scale;
+        if (small) {
+          Q[r * D + d] = x;
+        } else {
+          Q[d * Mp + r] = x;
+        }
+      }
+      sc.vis[r] = dec ? visible(i, t) : g.len;
+      causal = causal || sc.vis[r] < item.k1;
     }
-    ssd::gemm_acc<A>(M, n, D, Q.data(), D, 1, Kt.data(), n, S.data(), n);
-    // Softmax pieces: the row max over the visible keys, P = exp(S - m) (0 past the bound).
-    A* acc = acc_.data() + tile.row0 * D;
+
+    // S^T (n x Mp: lds_k = Mp, lds_r = 1) for the GEMM; S (M x n: lds_r = kTile) for the dots.
+    const int64_t lsk = small ? 1 : Mp, lsr = small ? kTile : 1;
+    grow(sc.s, kTile * std::max(Mp, M));
+    grow(sc.mt, M), grow(sc.msub, M), grow(sc.alpha, M), grow(sc.lsum, M), grow(sc.limit, M);
+    if (!k_direct) grow(sc.k, kTile * D);
+    if (!v_direct) grow(sc.v, kTile * D);
+    A* S = sc.s.data();
+    A* O = acc_.get() + item.state0 * D;
+    A* m = m_.get() + item.state0;
+    A* l = l_.get() + item.state0;
+    std::fill(O, O + M * D, A(0));
+    std::fill(m, m + M, -std::numeric_limits<A>::infinity());
+    std::fill(l, l + M, A(0));
+
+    for (int64_t k0 = item.k0; k0 < item.k1; k0 += kTile) {
+      const int64_t n = std::min(kTile, item.k1 - k0);
+      const A* kp;
+      const A* vp;
+      int64_t ldk, ldv;
+      if (k_direct) {
+        kp = reinterpret_cast<const A*>(K.row(g.seg, g.head, k0)), ldk = K.seq_stride;
+      } else {
+        for (int64_t s = 0; s < n; ++s) {
+          load_row(K.row(g.seg, g.head, k0 + s), K.dim_stride, D, sc.k.data() + s * D);
+        }
+        kp = sc.k.data(), ldk = D;
+      }
+      if (v_direct) {
+        vp = reinterpret_cast<const A*>(V.row(g.seg, g.head, k0)), ldv = V.seq_stride;
+      } else {
+        for (int64_t s = 0; s < n; ++s) {
+          load_row(V.row(g.seg, g.head, k0 + s), V.dim_stride, D, sc.v.data() + s * D);
+        }
+        vp = sc.v.data(), ldv = D;
+      }
+      if (small) {
+        dot_scores<A>(M, n, D, kp, ldk, Q, S, kTile);
+      } else {
+        std::fill(S, S + n * Mp, A(0));
+        ssd::gemm_acc<A>(n, Mp, D, kp, ldk, 1, Q, Mp, S, Mp);
+      }
+      if (causal) {  // keys at or past a row's bound score -inf
+        for (int64_t r = 0; r < M; ++r) {
+          for (int64_t k = std::clamp<int64_t>(sc.vis[r] - k0, 0, n); k < n; ++k) {
+            S[r * lsr + k * lsk] = -std::numeric_limits<A>::infinity();
+          }
+        }
+      }
+      softmax_tile(M, n, S, lsr, lsk, m, l, sc);
+      if (k0 > item.k0) {
+        for (int64_t r = 0; r < M; ++r) {
+          const A a = sc.alpha[r];
+          if (a == A(1)) continue;
+          A* o = O + r * D;
+          for (int64_t d = 0; d < D; ++d) o[d] *= a;
+        }
+      }
+      ssd::gemm_acc<A>(M, D, n, S, lsr, lsk, vp, ldv, O, D);
+    }
+  }
+
+  // Online softmax over one tile's scores S (element (r, k) at S[r * lsr + k * lsk]): updates
+  // each row's running max m and sum l, leaves alpha = exp(m_old - m_new) (the factor for the
+  // row's output so far) and replaces the scores by P = exp(score - m_new). A row whose keys
+  // are all masked so far keeps m = -inf, l = 0 and gets P = 0 (never NaN).
+  void softmax_tile(int64_t M, int64_t n, A* S, int64_t lsr, int64_t lsk, A* m, A* l,
+                    Scratch<A>& sc) const {
+    constexpr A kNegInf = -std::numeric_limits<A>::infinity();
+    A* __restrict mt = sc.mt.data();
+    A* __restrict msub = sc.msub.data();
+    A* __restrict alpha = sc.alpha.data();
+    A* __restrict lsum = sc.lsum.data();
+    if (lsr == 1) {  // S^T: rows contiguous, vectorise over rows
+      std::fill(mt, mt + M, kNegInf);
+      for (int64_t k = 0; k < n; ++k) {
+        const A* __restrict s = S + k * lsk;
+        for (int64_t r = 0; r < M; ++r) mt[r] = s[r] > mt[r] ? s[r] : mt[r];
+      }
+    } else {
+      for (int64_t r = 0; r < M; ++r) {
+        const A* __restrict s = S + r * lsr;
+        A mx = kNegInf;
+        for (int64_t k = 0; k < n; ++k) mx = s[k] > mx ? s[k] : mx;
+        mt[r] = mx;
+      }
+    }
     for (int64_t r = 0; r < M; ++r) {
-      A* s = S.data() + r * n;
-      const int64_t lim = limit[r];
-      if (lim == 0) {
-        std::fill(s, s + n, A(0));
-        continue;  // the row's state stays empty: m = -inf, l = 0
-      }
-      A m = s[0];
-      for (int64_t k = 1; k < lim; ++k) m = std::max(m, s[k]);
-      A l = 0;
-      for (int64_t k = 0; k < lim; ++k) {
-        s[k] = exp_acc<A>(s[k] - m);
-        l += s[k];
-      }
-      std::fill(s + lim, s + n, A(0));
-      m_[tile.row0 + r] = m, l_[tile.row0 + r] = l;
+      const A mn = std::max(m[r], mt[r]);
+      msub[r] = mn == kNegInf ? A(0) : mn;  // exp(-inf - 0) = 0: masked keys and empty rows
+      alpha[r] = exp_acc<A>(m[r] - msub[r]);
+      m[r] = mn;
+      lsum[r] = 0;
     }
-    ssd::gemm_acc<A>(M, D, n, S.data(), n, 1, Vt.data(), D, acc, D);
+    if (lsr == 1) {
+      for (int64_t k = 0; k < n; ++k) {
+        A* __restrict s = S + k * lsk;
+        for (int64_t r = 0; r < M; ++r) {
+          s[r] = exp_acc<A>(s[r] - msub[r]);
+          lsum[r] += s[r];
+        }
+      }
+    } else {
+      for (int64_t r = 0; r < M; ++r) {
+        A* __restrict s = S + r * lsr;
+        const A mr = msub[r];
+        A sum = 0;
+        for (int64_t k = 0; k < n; ++k) {
+          s[k] = exp_acc<A>(s[k] - mr);
+          sum += s[k];
+        }
+        lsum[r] = sum;
+      }
+    }
+    for (int64_t r = 0; r < M; ++r) l[r] = l[r] * alpha[r] + lsum[r];
   }
 
   void merge(int64_t i, int64_t j) {
-    const int64_t D = L_.D, per = L_.rows_per_sample;
-    // This sample's rows in each tile that holds them, in a fixed order: context tiles first.
-    std::vector<int64_t> bases;
-    const int64_t c = L_.ctx_of[i];
-    if (c >= 0) {
-      const TileRange ctx = ctx_tiles_[c * p_.nkv_heads + j];
-      for (int64_t t = ctx.first; t < ctx.first + ctx.count; ++t) {
-        bases.push_back(tiles_[t].row0 + L_.rank_in_ctx[i] * per);
-      }
-    }
-    if (has_dec()) {
-      const TileRange dec = dec_tiles_[i * p_.nkv_heads + j];
-      for (int64_t t = dec.first; t < dec.first + dec.count; ++t) bases.push_back(tiles_[t].row0);
-    }
+    const int64_t D = D_, Hkv = p_.nkv_heads;
     T* out = static_cast<T*>(p_.out);
     A* lse = static_cast<A*>(p_.lse);
-    std::vector<A> o(static_cast<size_t>(D));
-    for (int64_t r = 0; r < per; ++r) {
-      const int64_t h = j * L_.G + r / L_.T, t = r % L_.T;
-      const int64_t dst = (i * p_.nheads + h) * L_.T + t;
-      A m = -std::numeric_limits<A>::infinity();
-      for (int64_t b : bases) m = std::max(m, m_[b + r]);
-      std::fill(o.begin(), o.end(), A(0));
-      A l = 0;
-      if (m != -std::numeric_limits<A>::infinity()) {
-        for (int64_t b : bases) {
-          if (l_[b + r] == A(0)) continue;  // an empty piece: skipped, never NaN
-          const A w = exp_acc<A>(m_[b + r] - m);
-          l += w * l_[b + r];
-          const A* a = acc_.data() + (b + r) * D;
-          for (int64_t d = 0; d < D; ++d) o[d] += w * a[d];
+    Scratch<A>& sc = scratch<A>();
+    grow(sc.o, D);
+    A* o = sc.o.data();
+    const int64_t c = ctx_of_[i];
+    const int64_t cg = c >= 0 ? ctx_group0_[c * Hkv + j] : -1;
+    const int64_t dg = has_dec() ? dec_group0_[i * Hkv + j] : -1;
+    const int64_t cmb = c >= 0 ? block_rows(ctx_samples_[c] * per_) : 1, dmb = block_rows(per_);
+    constexpr A kNegInf = -std::numeric_limits<A>::infinity();
+    for (int64_t r = 0; r < per_; ++r) {
+      const int64_t h = j * G_ + r / T_, t = r % T_;
+      const int64_t dst = (i * p_.nheads + h) * T_ + t;
+      // This row's states in a fixed order: the context's chunks, then the decoded ones.
+      int64_t first[2] = {0, 0}, count[2] = {0, 0}, offset[2] = {0, 0};
+      if (cg >= 0) {
+        const int64_t row = rank_in_ctx_[i] * per_ + r;
+        const Group& g = groups_[cg + row / cmb];
+        first[0] = g.first_item, count[0] = g.items, offset[0] = row - g.r0;
+      }
+      if (dg >= 0) {
+        const Group& g = groups_[dg + r / dmb];
+        first[1] = g.first_item, count[1] = g.items, offset[1] = r - g.r0;
+      }
+      A mx = kNegInf;
+      for (int part = 0; part < 2; ++part) {
+        for (int64_t it = first[part]; it < first[part] + count[part]; ++it) {
+          mx = std::max(mx, m_[items_[it].state0 + offset[part]]);
         }
       }
-      if (l > A(0)) {
-        const A inv = A(1) / l;
-        for (int64_t d = 0; d < D; ++d) o[d] *= inv;
-        lse[dst] = m + std::log(l);
-      } else {
-        lse[dst] = -std::numeric_limits<A>::infinity();
+      std::fill(o, o + D, A(0));
+      A lsum = 0;
+      if (mx != kNegInf) {
+        for (int part = 0; part < 2; ++part) {
+          for (int64_t it = first[part]; it < first[part] + count[part]; ++it) {
+            const int64_t s = items_[it].state0 + offset[part];
+            if (l_[s] == A(0)) continue;  // an empty piece: skipped, never NaN
+            const A w = exp_acc<A>(m_[s] - mx);
+            lsum += w * l_[s];
+            const A* a = acc_.get() + s * D;
+            for (int64_t d = 0; d < D; ++d) o[d] += w * a[d];
+          }
+        }
       }
-      store_row(o.data(), D, out + dst * D, 1);
+      if (lsum > A(0)) {
+        const A inv = A(1) / lsum;
+        for (int64_t d = 0; d < D; ++d) o[d] *= inv;
+        lse[dst] = mx + std::log(lsum);
+      } else {
+        lse[dst] = kNegInf;
+      }
+      store_row(o, D, out + dst * D, 1);
     }
   }
 
   const AttentionDecodeParams& p_;
-  Layout L_;
-  std::vector<Tile> tiles_;
-  std::vector<TileRange> ctx_tiles_, dec_tiles_;  // per (context or sample, KV head)
-  int64_t total_rows_ = 0;
+  int64_t G_ = 1, T_ = 1, D_ = 1, per_ = 1;  // per_ = G * T rows per (sample, KV head)
+  std::vector<int64_t> ctx_of_, rank_in_ctx_, ctx_samples_;
+  std::vector<std::vector<int64_t>> ctx_members_;  // per context, its samples in batch order
+  std::vector<Group> groups_;
+  std::vector<Item> items_;
+  std::vector<int64_t> ctx_group0_, dec_group0_;  // first row-block group per (seg, KV head)
+  int64_t total_states_ = 0;
   int threads_ = 1;
-  std::vector<A> acc_, m_, l_;
+  std::unique_ptr<A[]> acc_, m_, l_;
 };
 
 template <typename T>
