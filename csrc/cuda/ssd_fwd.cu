@@ -15,11 +15,21 @@
 //                     y = exp(acs) (C Sin^T) + (C B^T o E o dt) x + D x, gated by silu(z), where
 //                     E[l, s] = exp(acs[l] - acs[s]) for s <= l and 0 above the diagonal
 //
-// Every product is a 32 x 32 output tile per block of 256 threads, each thread owning one
-// column and four rows (ty, ty + 8, ty + 16, ty + 24), with the operands staged through shared
-// memory in 32-wide slices along the reduction (rows padded to 33 against bank conflicts) and
-// accumulated in the compute type (fp32, fp64 for fp64 io) with plain FMAs, whatever the io
-// dtype. Out-of-range rows and columns are loaded as zeros, so tails need no other masking.
+// Every product is a 32 x 32 output tile per block of 256 threads, with the operands staged
+// through shared memory in 32-wide slices along the reduction. Out-of-range rows and columns
+// are loaded as zeros, so tails (chunk lengths, P and N of any size) need no other masking.
+//   fp32 / fp64 io: SIMT FMAs in the compute type, each thread owning one column and four rows
+//     (ty, ty + 8, ty + 16, ty + 24); slices padded to 33 against bank conflicts.
+//   bf16 / fp16 io: tensor cores (mma.sync m16n8k16, cuda/common/mma.cuh; sm_80+) for the
+//     state kernel's (x o w)^T B and all three products of the output kernel (C B^T, the
+//     masked, decayed (Q x Q) matrix times x, C Sin^T), each warp one 16 x 8 tile, fp32
+//     accumulators; slices [32][40] in the io type. C, B and x are exact in the io type. The
+//     fp32 operands (the scaled x o w, the passed state Sin, and CB o E o dt, formed in fp32
+//     from the fp32 CB) are split as hi + lo, each rounded to the io type, and multiplied by
+//     two mmas: one rounding would make the error up to ~2x plain PyTorch's (fp32 math, one
+//     rounding of y), the split keeps it at the SIMT path's. fp16 operands overflow past
+//     65504 where the SIMT path would not. The output kernel's warps meet in shared memory for
+//     the D term and the gate. pass_kernel and dt_kernel are elementwise/sequential (SIMT).
 // Chunks never straddle sequences: a chunk's (row, first step, length) comes from a binary
 // search of the sequence table by first_chunk.
 #include <stdexcept>

@@ -8,6 +8,7 @@
 // across translation units.
 #pragma once
 
+#include "cuda/common/mma.cuh"
 #include "cuda/ssd_common.cuh"
 
 namespace nemocore::cuda {
@@ -19,6 +20,9 @@ constexpr int kTileThreads = kTile * kTileRows;
 constexpr int kRowsPerThread = kTile / kTileRows;
 constexpr int kPad = kTile + 1;
 constexpr int kFlatThreads = 256;  // dt_kernel and pass_kernel
+// Row length of a 16-bit tensor-core operand slice [32][kLdMma]: 80 bytes, so the eight rows a
+// fragment read touches start in distinct banks.
+constexpr int kLdMma = kTile + 8;
 
 // ---- device code ----------------------------------------------------------------------------
 
@@ -100,22 +104,51 @@ __device__ __forceinline__ void tile_fma(const A (*X)[kPad], const A (*Y)[kPad],
   }
 }
 
-// Blocks ((chunk * H + head) * P tiles + P tile) * N tiles + N tile. Sc[p, n] as the sum over the
-// chunk's steps s of (w_s x_s[p]) B_s[n], w_s = exp(acs[last] - acs[s]) dt_s: X^T B with X scaled
-// row by row.
+// Tensor-core version of tile_fma for T = bf16 / fp16: warp w owns the 16 x 8 tile of rows
+// 16 (w / 4) + [0, 16) and columns 8 (w % 4) + [0, 8) of the 32 x 32 product, acc += X Y^T
+// over one 32-wide slice (two m16n8k16 steps). acc holds its rows mma_row(i), columns
+// mma_col(i) (fragment layout in cuda/common/mma.cuh). Every thread must call it.
+__device__ __forceinline__ int mma_row(int i) {
+  return threadIdx.x / 32 / 4 * 16 + threadIdx.x % 32 / 4 + 8 * (i / 2);
+}
+__device__ __forceinline__ int mma_col(int i) {
+  return threadIdx.x / 32 % 4 * 8 + 2 * (threadIdx.x % 4) + i % 2;
+}
 template <typename T>
-__global__ void __launch_bounds__(kTileThreads)
-    state_kernel(const SsdFwdParams p, int64_t p_tiles, int64_t n_tiles) {
+__device__ __forceinline__ void tile_mma(const T (*X)[kLdMma], const T (*Y)[kLdMma],
+                                         float (&acc)[4]) {
+  const int warp = threadIdx.x / 32, g = threadIdx.x % 32 / 4, t = threadIdx.x % 4;
+  const T* xr = X[warp / 4 * 16 + g] + 2 * t;  // rows g and g + 8 of the warp's tile
+  const T* yr = Y[warp % 4 * 8 + g] + 2 * t;   // column g of the warp's tile
+  auto word = [](const T* q) { return *reinterpret_cast<const uint32_t*>(q); };
+#pragma unroll
+  for (int kk = 0; kk < kTile; kk += 16) {
+    const uint32_t a[4] = {word(xr + kk), word(xr + 8 * kLdMma + kk), word(xr + kk + 8),
+                           word(xr + 8 * kLdMma + kk + 8)};
+    const uint32_t b[2] = {word(yr + kk), word(yr + kk + 8)};
+    mma_m16n8k16<T>(acc, a, b, acc);
+  }
+}
+
+// An fp32 operand as hi + lo in T (hi = v rounded, lo = the remainder rounded): two mmas
+// carry it to about 16 significant bits instead of T's 8 (bf16) or 11 (fp16).
+template <typename T>
+__device__ __forceinline__ void split_hi_lo(float v, T& hi, T& lo) {
+  hi = from_acc<T>(v);
+  lo = from_acc<T>(v - to_acc(hi));
+}
+
+// The 32 x 32 tile (p0, n0) of chunk ch's own state: Sc[p, n] as the sum over the chunk's steps
+// s of (w_s x_s[p]) B_s[n], w_s = exp(acs[last] - acs[s]) dt_s, i.e. X^T B with X scaled row by
+// row; SIMT FMAs in the compute type.
+template <typename T>
+__device__ __forceinline__ void state_tile_simt(const SsdFwdParams& p, const Chunk& ch,
+                                                int64_t ch_h, int64_t g, int64_t p0, int64_t n0) {
   using A = acc_t<T>;
   __shared__ A Xs[kTile][kPad];  // [p][s]
   __shared__ A Bs[kTile][kPad];  // [n][s]
-  const int64_t blk = blockIdx.x;
-  const int64_t ch_h = blk / (p_tiles * n_tiles), c = ch_h / p.nheads, h = ch_h % p.nheads;
-  const int64_t g = h / (p.nheads / p.ngroups);
-  const int64_t p0 = blk / n_tiles % p_tiles * kTile;
-  const int64_t n0 = blk % n_tiles * kTile;
+  const int64_t h = ch_h % p.nheads;
   const int tx = threadIdx.x % kTile, ty = threadIdx.x / kTile;
-  const Chunk ch = chunk_at(p, c);
   const Work<A> w(p);
   const A* dt = w.dt + ch_h * p.chunk_size;
   const A* acs = w.acs + ch_h * p.chunk_size;
@@ -141,6 +174,62 @@ __global__ void __launch_bounds__(kTileThreads)
   for (int k = 0; k < kRowsPerThread; ++k) {
     const int64_t pp = p0 + ty + kTileRows * k;
     if (pp < p.headdim && n < p.dstate) S[pp * p.dstate + n] = acc[k];
+  }
+}
+
+// state_tile_simt's product on tensor cores: the rows w_s x_s[p] are scaled in fp32 and split
+// as hi + lo in T (two mmas), B is exact in T, the accumulation is fp32.
+template <typename T>
+__device__ __forceinline__ void state_tile_mma(const SsdFwdParams& p, const Chunk& ch, int64_t ch_h,
+                                               int64_t g, int64_t p0, int64_t n0) {
+  alignas(16) __shared__ T Xs[kTile][kLdMma];  // [p][s], rounded
+  alignas(16) __shared__ T Xl[kTile][kLdMma];  // [p][s], the remainder
+  alignas(16) __shared__ T Bs[kTile][kLdMma];  // [n][s]
+  const int64_t h = ch_h % p.nheads;
+  const Work<float> w(p);
+  const float* dt = w.dt + ch_h * p.chunk_size;
+  const float* acs = w.acs + ch_h * p.chunk_size;
+  const float last = acs[ch.len - 1];
+  float acc[4] = {};
+  for (int64_t s0 = 0; s0 < ch.len; s0 += kTile) {
+    for (int e = threadIdx.x; e < kTile * kTile; e += kTileThreads) {
+      const int r = e / kTile, k = e % kTile;  // r: step in the slice, k: column (p or n)
+      const int64_t s = s0 + r;
+      const float ws = s < ch.len ? ssd::exp_acc(last - acs[s]) * dt[s] : 0.0f;
+      split_hi_lo(ws * load_io<T>(p.x, p.x_batch_stride, p.x_seq_stride, p.x_head_stride,
+                                  p.x_dim_stride, ch, h, s, p0 + k, p.headdim),
+                  Xs[k][r], Xl[k][r]);
+      Bs[k][r] = from_acc<T>(load_io<T>(p.B, p.B_batch_stride, p.B_seq_stride, p.B_group_stride,
+                                        p.B_state_stride, ch, g, s, n0 + k, p.dstate));
+    }
+    __syncthreads();
+    tile_mma<T>(Xl, Bs, acc);
+    tile_mma<T>(Xs, Bs, acc);
+    __syncthreads();
+  }
+  float* S = w.states + ch_h * p.headdim * p.dstate;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int64_t pp = p0 + mma_row(i), n = n0 + mma_col(i);
+    if (pp < p.headdim && n < p.dstate) S[pp * p.dstate + n] = acc[i];
+  }
+}
+
+// Blocks ((chunk * H + head) * P tiles + P tile) * N tiles + N tile, one state tile each: on
+// tensor cores for bf16 / fp16 io, SIMT FMAs for fp32 / fp64.
+template <typename T>
+__global__ void __launch_bounds__(kTileThreads)
+    state_kernel(const SsdFwdParams p, int64_t p_tiles, int64_t n_tiles) {
+  const int64_t blk = blockIdx.x;
+  const int64_t ch_h = blk / (p_tiles * n_tiles), c = ch_h / p.nheads, h = ch_h % p.nheads;
+  const int64_t g = h / (p.nheads / p.ngroups);
+  const int64_t p0 = blk / n_tiles % p_tiles * kTile;
+  const int64_t n0 = blk % n_tiles * kTile;
+  const Chunk ch = chunk_at(p, c);
+  if constexpr (kHasMma<T>) {
+    state_tile_mma<T>(p, ch, ch_h, g, p0, n0);
+  } else {
+    state_tile_simt<T>(p, ch, ch_h, g, p0, n0);
   }
 }
 
@@ -178,14 +267,29 @@ __global__ void __launch_bounds__(kFlatThreads)
   if (p.final_states) static_cast<A*>(p.final_states)[(s * p.nheads + h) * PN + e] = run;
 }
 
-// The output before the gate, y = exp(acs[l]) (C Sin^T)[l, p] + (C B^T o E o dt) x + D x, for the
-// thread's rows l0 + ty + 8k of chunk `ch` (row-major chunk index ch_h = chunk * H + head) and
-// column p0 + tx; rows past the chunk and columns past P are left unspecified. The masked half
-// of C B^T is skipped a whole slice at a time (slices after the tile's rows). Every thread of
-// the block must call it (barriers).
+// Adds the skip term D x to the thread's rows l0 + ty + 8k of column p0 + tx (< P).
 template <typename T>
-__device__ __forceinline__ void output_rows(const SsdFwdParams& p, const Chunk& ch, int64_t ch_h,
-                                            int64_t l0, int64_t p0, acc_t<T> (&y)[kRowsPerThread]) {
+__device__ __forceinline__ void add_skip(const SsdFwdParams& p, const Chunk& ch, int64_t h,
+                                         int64_t l0, int64_t pp, acc_t<T> (&y)[kRowsPerThread]) {
+  using A = acc_t<T>;
+  const A* D = static_cast<const A*>(p.D);
+  if (!D) return;
+  const A Dv = D[p.D_has_hdim ? h * p.headdim + pp : h];
+  const int ty = threadIdx.x / kTile;
+#pragma unroll
+  for (int k = 0; k < kRowsPerThread; ++k) {
+    const int64_t l = l0 + ty + kTileRows * k;
+    if (l >= ch.len) continue;
+    y[k] += Dv * load_io<T>(p.x, p.x_batch_stride, p.x_seq_stride, p.x_head_stride, p.x_dim_stride,
+                            ch, h, l, pp, p.headdim);
+  }
+}
+
+// output_rows on SIMT FMAs in the compute type (fp32 / fp64 io).
+template <typename T>
+__device__ __forceinline__ void output_rows_simt(const SsdFwdParams& p, const Chunk& ch,
+                                                 int64_t ch_h, int64_t l0, int64_t p0,
+                                                 acc_t<T> (&y)[kRowsPerThread]) {
   using A = acc_t<T>;
   __shared__ A Cs[kTile][kPad];  // [l][n]
   __shared__ A Ws[kTile][kPad];  // [p][n] (Sin), then [s][n] (B)
@@ -252,17 +356,111 @@ __device__ __forceinline__ void output_rows(const SsdFwdParams& p, const Chunk& 
 
   const int64_t pp = p0 + tx;
   if (pp >= p.headdim) return;
-  const A* D = static_cast<const A*>(p.D);
-  const A Dv = D ? D[p.D_has_hdim ? h * p.headdim + pp : h] : A(0);
 #pragma unroll
   for (int k = 0; k < kRowsPerThread; ++k) {
     const int64_t l = l0 + ty + kTileRows * k;
-    if (l >= ch.len) continue;
-    y[k] = ssd::exp_acc(acs[l]) * off[k] + diag[k];
-    if (D) {
-      y[k] += Dv * load_io<T>(p.x, p.x_batch_stride, p.x_seq_stride, p.x_head_stride,
-                              p.x_dim_stride, ch, h, l, pp, p.headdim);
+    if (l < ch.len) y[k] = ssd::exp_acc(acs[l]) * off[k] + diag[k];
+  }
+  add_skip<T>(p, ch, h, l0, pp, y);
+}
+
+// output_rows on tensor cores (bf16 / fp16 io), fp32 accumulation: C B^T with C and B exact
+// in T; C Sin^T and (CB o E o dt) x with Sin (fp32) and the masked, decayed CB[l, s]
+// exp(acs[l] - acs[s]) dt_s (formed in fp32 from the fp32 CB) split as hi + lo in T, two mmas
+// each, and x exact. The warps' fragments meet in shared memory (Ys) for the D term and the
+// caller's (ty + 8k, tx) layout.
+template <typename T>
+__device__ __forceinline__ void output_rows_mma(const SsdFwdParams& p, const Chunk& ch,
+                                                int64_t ch_h, int64_t l0, int64_t p0,
+                                                float (&y)[kRowsPerThread]) {
+  alignas(16) __shared__ T Cs[kTile][kLdMma];  // [l][n]
+  alignas(16) __shared__ T Ws[kTile][kLdMma];  // [p][n] (Sin, rounded), then [s][n] (B)
+  alignas(16) __shared__ T Wl[kTile][kLdMma];  // [p][n] (Sin, the remainder)
+  alignas(16) __shared__ T Ms[kTile][kLdMma];  // [l][s], rounded
+  alignas(16) __shared__ T Ml[kTile][kLdMma];  // [l][s], the remainder
+  alignas(16) __shared__ T Xs[kTile][kLdMma];  // [p][s]
+  __shared__ float Ys[kTile][kPad];            // [l][p]
+  const int64_t h = ch_h % p.nheads, g = h / (p.nheads / p.ngroups);
+  const Work<float> w(p);
+  const float* dt = w.dt + ch_h * p.chunk_size;
+  const float* acs = w.acs + ch_h * p.chunk_size;
+  const float* Sin = w.states + ch_h * p.headdim * p.dstate;
+  const int64_t N = p.dstate;
+  auto load_c = [&](int r, int k, int64_t n0) {
+    return from_acc<T>(load_io<T>(p.C, p.C_batch_stride, p.C_seq_stride, p.C_group_stride,
+                                  p.C_state_stride, ch, g, l0 + r, n0 + k, N));
+  };
+
+  float off[4] = {};
+  for (int64_t n0 = 0; n0 < N; n0 += kTile) {
+    for (int e = threadIdx.x; e < kTile * kTile; e += kTileThreads) {
+      const int r = e / kTile, k = e % kTile;
+      Cs[r][k] = load_c(r, k, n0);
+      const int64_t pp = p0 + r, n = n0 + k;
+      split_hi_lo(pp < p.headdim && n < N ? Sin[pp * N + n] : 0.0f, Ws[r][k], Wl[r][k]);
     }
+    __syncthreads();
+    tile_mma<T>(Cs, Wl, off);
+    tile_mma<T>(Cs, Ws, off);
+    __syncthreads();
+  }
+
+  float diag[4] = {};
+  const int64_t s_end = ssd::min64(l0 + kTile, ch.len);
+  for (int64_t s0 = 0; s0 < s_end; s0 += kTile) {
+    float cb[4] = {};
+    for (int64_t n0 = 0; n0 < N; n0 += kTile) {
+      for (int e = threadIdx.x; e < kTile * kTile; e += kTileThreads) {
+        const int r = e / kTile, k = e % kTile;
+        Cs[r][k] = load_c(r, k, n0);
+        Ws[r][k] = from_acc<T>(load_io<T>(p.B, p.B_batch_stride, p.B_seq_stride, p.B_group_stride,
+                                          p.B_state_stride, ch, g, s0 + r, n0 + k, N));
+      }
+      __syncthreads();
+      tile_mma<T>(Cs, Ws, cb);
+      __syncthreads();
+    }
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int64_t l = l0 + mma_row(i), s = s0 + mma_col(i);
+      split_hi_lo(s <= l && l < ch.len ? cb[i] * ssd::exp_acc(acs[l] - acs[s]) * dt[s] : 0.0f,
+                  Ms[mma_row(i)][mma_col(i)], Ml[mma_row(i)][mma_col(i)]);
+    }
+    for (int e = threadIdx.x; e < kTile * kTile; e += kTileThreads) {
+      const int r = e / kTile, k = e % kTile;  // r: step, k: column of P
+      Xs[k][r] = from_acc<T>(load_io<T>(p.x, p.x_batch_stride, p.x_seq_stride, p.x_head_stride,
+                                        p.x_dim_stride, ch, h, s0 + r, p0 + k, p.headdim));
+    }
+    __syncthreads();
+    tile_mma<T>(Ml, Xs, diag);
+    tile_mma<T>(Ms, Xs, diag);
+    __syncthreads();
+  }
+
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int64_t l = l0 + mma_row(i);
+    Ys[mma_row(i)][mma_col(i)] = l < ch.len ? ssd::exp_acc(acs[l]) * off[i] + diag[i] : 0.0f;
+  }
+  __syncthreads();
+  const int tx = threadIdx.x % kTile, ty = threadIdx.x / kTile;
+#pragma unroll
+  for (int k = 0; k < kRowsPerThread; ++k) y[k] = Ys[ty + kTileRows * k][tx];
+  if (p0 + tx < p.headdim) add_skip<T>(p, ch, h, l0, p0 + tx, y);
+}
+
+// The output before the gate, y = exp(acs[l]) (C Sin^T)[l, p] + (C B^T o E o dt) x + D x, for the
+// thread's rows l0 + ty + 8k of chunk `ch` (row-major chunk index ch_h = chunk * H + head) and
+// column p0 + tx; rows past the chunk and columns past P are left unspecified. The masked half
+// of C B^T is skipped a whole slice at a time (slices after the tile's rows). Every thread of
+// the block must call it (barriers).
+template <typename T>
+__device__ __forceinline__ void output_rows(const SsdFwdParams& p, const Chunk& ch, int64_t ch_h,
+                                            int64_t l0, int64_t p0, acc_t<T> (&y)[kRowsPerThread]) {
+  if constexpr (kHasMma<T>) {
+    output_rows_mma<T>(p, ch, ch_h, l0, p0, y);
+  } else {
+    output_rows_simt<T>(p, ch, ch_h, l0, p0, y);
   }
 }
 

@@ -5,6 +5,7 @@
 // (tests/ops/test_ssd.py). Build: see tests/test_cuda_emulated.py.
 #include "emu.h"  // first: it stands in for the CUDA runtime
 
+#include "cuda/common/mma.cuh"  // the emulated m16n8k16 (emu_mma_calls counts its uses)
 #include "cuda/ssd_fwd.cu"
 #include "cuda/ssd_update.cu"
 
@@ -252,10 +253,23 @@ int main(int argc, char**) {
       {1, 5, 2, 3, 2, 4, 16, false, false, false, false},
   };
   if (!quick) cases.push_back({3, 130, 4, 40, 4, 70, 48, true, true, true, false});
+  // The tensor-core path of bf16 / fp16 (m16n8k16 tiles over 32 x 32 block tiles): chunk sizes
+  // that are (80: three row tiles, the last partial) and are not (24) multiples of 16, head
+  // dims and state sizes that are not multiples of 8, across two P tiles and two N slices.
+  cases.push_back({2, 45, 2, 13, 1, 19, 24, true, true, true, false});
+  cases.push_back({1, 100, 2, 37, 2, 41, 80, true, false, true, true});
   for (const FwdCase& k : cases) {
     test_fwd<double>(k, 1e-9);
     test_fwd<float>(k, 2e-4);
+    const long mma_before = nemocore::cuda::emu_mma_calls;
     test_fwd<__nv_bfloat16>(k, 5e-2);
+    test_fwd<__half>(k, 1e-2);
+    expect_close(nemocore::cuda::emu_mma_calls > mma_before, 1.0, 0.0, "fwd mma used", 0);
+  }
+  {
+    const long mma_before = nemocore::cuda::emu_mma_calls;
+    test_fwd<float>(cases[0], 2e-4);
+    expect_close(nemocore::cuda::emu_mma_calls - mma_before, 0.0, 0.0, "fp32 fwd mma unused", 0);
   }
   for (bool full_A : {false, true}) {
     for (bool limit : {false, true}) {
