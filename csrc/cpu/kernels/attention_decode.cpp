@@ -78,7 +78,7 @@ struct Segment {  // strides of a (segment, head, seq, dim) key or value tensor
 template <typename A>
 struct Scratch {  // per thread, grown as needed, never freed between calls
   std::vector<A> q, s, k, v, mt, msub, alpha, lsum, o;
-  std::vector<int64_t> vis, limit;
+  std::vector<int64_t> vis;
 };
 
 template <typename A>
@@ -161,6 +161,37 @@ void dot_scores(int64_t M, int64_t n, int64_t D, const A* key, int64_t ldk, cons
       case 3: dot_rows<A, 3>(n, D, key, ldk, qr, sr, lds); break;
       case 2: dot_rows<A, 2>(n, D, key, ldk, qr, sr, lds); break;
       default: dot_rows<A, 1>(n, D, key, ldk, qr, sr, lds); break;
+    }
+  }
+}
+
+// c (M x panels * NR, row stride ldc) += a (M x K, element (i, k) at a[i * a_rs + k * a_ks]) @ b,
+// b given as `panels` contiguous K x NR panels (panel_stride apart). Row blocks outside, panels
+// inside: a's MR x K block stays in L1 while the packed panels stream from L2 in order (packed,
+// so no power-of-two row stride makes them fight over a few L1 sets).
+template <typename A, int MR>
+inline void panel_rows(int64_t panels, int64_t K, const A* a, int64_t a_rs, int64_t a_ks,
+                       const A* b, int64_t panel_stride, A* c, int64_t ldc) {
+  constexpr int64_t NR = 2 * ssd::Vec<A>::kLanes;
+  for (int64_t p = 0; p < panels; ++p) {
+    ssd::micro_kernel<A, MR>(0, K, a, a_rs, a_ks, b + p * panel_stride, NR, c + p * NR, ldc);
+  }
+}
+
+template <typename A>
+void panel_gemm(int64_t M, int64_t panels, int64_t K, const A* a, int64_t a_rs, int64_t a_ks,
+                const A* b, int64_t panel_stride, A* c, int64_t ldc) {
+  constexpr int MR = ssd::kMR;
+  for (int64_t i0 = 0; i0 < M; i0 += MR) {
+    const A* ai = a + i0 * a_rs;
+    A* ci = c + i0 * ldc;
+    switch (std::min<int64_t>(MR, M - i0)) {
+      case 6: panel_rows<A, 6>(panels, K, ai, a_rs, a_ks, b, panel_stride, ci, ldc); break;
+      case 5: panel_rows<A, 5>(panels, K, ai, a_rs, a_ks, b, panel_stride, ci, ldc); break;
+      case 4: panel_rows<A, 4>(panels, K, ai, a_rs, a_ks, b, panel_stride, ci, ldc); break;
+      case 3: panel_rows<A, 3>(panels, K, ai, a_rs, a_ks, b, panel_stride, ci, ldc); break;
+      case 2: panel_rows<A, 2>(panels, K, ai, a_rs, a_ks, b, panel_stride, ci, ldc); break;
+      default: panel_rows<A, 1>(panels, K, ai, a_rs, a_ks, b, panel_stride, ci, ldc); break;
     }
   }
 }
@@ -280,7 +311,7 @@ class Decoder {
     Scratch<A>& sc = scratch<A>();
 
     // The scaled query rows: Q (M x D) for the dot products, or Q^T (D x Mp, zero columns past
-    // M) as the streamed operand of S^T = K Q^T.
+    // M) in NR-wide panels as the streamed operand of S^T = K Q^T.
     const bool small = M < kSmallRows;
     constexpr int64_t NR = 2 * ssd::Vec<A>::kLanes;
     const int64_t Mp = small ? M : ceil_div(M, NR) * NR;
@@ -295,24 +326,23 @@ class Decoder {
       int64_t i, h, t;
       row_owner(g, g.r0 + r, i, h, t);
       const T* src = q + i * p_.q_batch_stride + h * p_.q_head_stride + t * p_.q_seq_stride;
-      for (int64_t d = 0; d < D; ++d) {
-        const A x = to_acc<A>(src[d * p_.q_dim_stride]) * scale;
-        if (small) {
-          Q[r * D + d] = x;
-        } else {
-          Q[d * Mp + r] = x;
-        }
-      }
+      A* dst = small ? Q + r * D : Q + (r / NR) * D * NR + r % NR;
+      const int64_t step = small ? 1 : NR;
+      for (int64_t d = 0; d < D; ++d) dst[d * step] = to_acc<A>(src[d * p_.q_dim_stride]) * scale;
       sc.vis[r] = dec ? visible(i, t) : g.len;
       causal = causal || sc.vis[r] < item.k1;
     }
 
-    // S^T (n x Mp: lds_k = Mp, lds_r = 1) for the GEMM; S (M x n: lds_r = kTile) for the dots.
-    const int64_t lsk = small ? 1 : Mp, lsr = small ? kTile : 1;
-    grow(sc.s, kTile * std::max(Mp, M));
-    grow(sc.mt, M), grow(sc.msub, M), grow(sc.alpha, M), grow(sc.lsum, M), grow(sc.limit, M);
+    // Scores: S^T (n x Mp, row stride lds; lsk = lds, lsr = 1) from the GEMM, its stride an odd
+    // number of panels so its rows spread over the L1 sets; S (M x n: lsr = kTile) from the dots.
+    const int64_t lds = Mp + ((Mp / NR) % 2 == 0 ? NR : 0);
+    const int64_t lsk = small ? 1 : lds, lsr = small ? kTile : 1;
+    // With many rows V is packed into NR-wide panels (kTile x NR each) for the P V GEMM.
+    const bool pack_v = !small && D % NR == 0;
+    grow(sc.s, kTile * std::max(lds, M));
+    grow(sc.mt, M), grow(sc.msub, M), grow(sc.alpha, M), grow(sc.lsum, M);
     if (!k_direct) grow(sc.k, kTile * D);
-    if (!v_direct) grow(sc.v, kTile * D);
+    if (!v_direct || pack_v) grow(sc.v, kTile * D);
     A* S = sc.s.data();
     A* O = acc_.get() + item.state0 * D;
     A* m = m_.get() + item.state0;
@@ -334,7 +364,16 @@ class Decoder {
         }
         kp = sc.k.data(), ldk = D;
       }
-      if (v_direct) {
+      if (pack_v) {
+        A* dst = sc.v.data();
+        for (int64_t s = 0; s < n; ++s) {
+          const T* src = V.row(g.seg, g.head, k0 + s);
+          for (int64_t d = 0; d < D; ++d) {
+            dst[(d / NR) * n * NR + s * NR + d % NR] = to_acc<A>(src[d * V.dim_stride]);
+          }
+        }
+        vp = dst, ldv = 0;
+      } else if (v_direct) {
         vp = reinterpret_cast<const A*>(V.row(g.seg, g.head, k0)), ldv = V.seq_stride;
       } else {
         for (int64_t s = 0; s < n; ++s) {
@@ -345,8 +384,8 @@ class Decoder {
       if (small) {
         dot_scores<A>(M, n, D, kp, ldk, Q, S, kTile);
       } else {
-        std::fill(S, S + n * Mp, A(0));
-        ssd::gemm_acc<A>(n, Mp, D, kp, ldk, 1, Q, Mp, S, Mp);
+        for (int64_t k = 0; k < n; ++k) std::fill(S + k * lds, S + k * lds + Mp, A(0));
+        panel_gemm<A>(n, Mp / NR, D, kp, ldk, 1, Q, D * NR, S, lds);
       }
       if (causal) {  // keys at or past a row's bound score -inf
         for (int64_t r = 0; r < M; ++r) {
@@ -364,7 +403,11 @@ class Decoder {
           for (int64_t d = 0; d < D; ++d) o[d] *= a;
         }
       }
-      ssd::gemm_acc<A>(M, D, n, S, lsr, lsk, vp, ldv, O, D);
+      if (pack_v) {
+        panel_gemm<A>(M, D / NR, n, S, lsr, lsk, vp, n * NR, O, D);
+      } else {
+        ssd::gemm_acc<A>(M, D, n, S, lsr, lsk, vp, ldv, O, D);
+      }
     }
   }
 
