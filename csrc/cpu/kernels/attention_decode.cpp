@@ -368,8 +368,13 @@ class Decoder {
         A* dst = sc.v.data();
         for (int64_t s = 0; s < n; ++s) {
           const T* src = V.row(g.seg, g.head, k0 + s);
-          for (int64_t d = 0; d < D; ++d) {
-            dst[(d / NR) * n * NR + s * NR + d % NR] = to_acc<A>(src[d * V.dim_stride]);
+          for (int64_t p0 = 0; p0 < D; p0 += NR) {
+            A* __restrict out = dst + p0 * n + s * NR;
+            if (V.dim_stride == 1) {
+              for (int64_t j = 0; j < NR; ++j) out[j] = to_acc<A>(src[p0 + j]);
+            } else {
+              for (int64_t j = 0; j < NR; ++j) out[j] = to_acc<A>(src[(p0 + j) * V.dim_stride]);
+            }
           }
         }
         vp = dst, ldv = 0;
