@@ -30,6 +30,7 @@
 // are widened tile by tile into per-thread scratch, which every buffer of an item lives in.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <memory>
 #include <stdexcept>
@@ -370,6 +371,12 @@ class Decoder {
           const T* src = V.row(g.seg, g.head, k0 + s);
           for (int64_t p0 = 0; p0 < D; p0 += NR) {
             A* __restrict out = dst + p0 * n + s * NR;
+            if constexpr (kSame) {
+              if (V.dim_stride == 1) {
+                std::memcpy(out, src + p0, NR * sizeof(A));
+                continue;
+              }
+            }
             if (V.dim_stride == 1) {
               for (int64_t j = 0; j < NR; ++j) out[j] = to_acc<A>(src[p0 + j]);
             } else {
