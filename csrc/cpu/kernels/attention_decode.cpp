@@ -93,6 +93,41 @@ inline void grow(V& v, int64_t n) {
   if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
 }
 
+// exp(x) for x <= 0 or -inf (a score minus its running max): exp_f32's range reduction and
+// polynomial (math.h) without the overflow clamp and the two-factor scale, which such arguments
+// never need; NaN still propagates.
+inline float exp_nonpos(float x) {
+  const float xc = x < -87.3f ? -87.3f : x;
+  const float magic = 12582912.0f;
+  const float shifted = xc * 1.44269504088896341f + magic;
+  const float n = shifted - magic;
+  int32_t ni;
+  std::memcpy(&ni, &shifted, 4);
+  ni -= 0x4b400000;
+  float r = xc - n * 0.693145751953125f;
+  r = r - n * 1.428606765330187045e-06f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t bits = (ni + 127) << 23;  // n in [-126, 0]: a normal power of two
+  float s;
+  std::memcpy(&s, &bits, 4);
+  const float y = x < -87.3f ? 0.0f : p * s;
+  return x != x ? x : y;
+}
+template <typename A>
+inline A exp_score(A x) {
+  if constexpr (std::is_same_v<A, float>) {
+    return exp_nonpos(x);
+  } else {
+    return exp_acc<A>(x);
+  }
+}
+
 template <typename A>
 using VecT = typename ssd::Vec<A>::type;
 
@@ -459,7 +494,7 @@ class Decoder {
       for (int64_t k = 0; k < n; ++k) {
         A* __restrict s = S + k * lsk;
         for (int64_t r = 0; r < M; ++r) {
-          s[r] = exp_acc<A>(s[r] - msub[r]);
+          s[r] = exp_score<A>(s[r] - msub[r]);
           lsum[r] += s[r];
         }
       }
@@ -469,7 +504,7 @@ class Decoder {
         const A mr = msub[r];
         A sum = 0;
         for (int64_t k = 0; k < n; ++k) {
-          s[k] = exp_acc<A>(s[k] - mr);
+          s[k] = exp_score<A>(s[k] - mr);
           sum += s[k];
         }
         lsum[r] = sum;
