@@ -201,33 +201,48 @@ void dot_scores(int64_t M, int64_t n, int64_t D, const A* key, int64_t ldk, cons
   }
 }
 
+// Rows of the next tile's keys and values, requested from memory a few at a time while the
+// current tile's GEMMs run, so that the first pass over a tile does not wait on DRAM.
+struct Prefetch {
+  const char* k = nullptr;
+  const char* v = nullptr;
+  int64_t k_stride = 0, v_stride = 0, rows = 0, bytes = 0, next = 0, per_step = 1;
+  void step() {
+    for (int64_t c = 0; c < per_step && next < 2 * rows; ++c, ++next) {
+      const char* r = next < rows ? k + next * k_stride : v + (next - rows) * v_stride;
+      for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(r + off);
+    }
+  }
+};
+
 // c (M x panels * NR, row stride ldc) += a (M x K, element (i, k) at a[i * a_rs + k * a_ks]) @ b,
 // b given as `panels` contiguous K x NR panels (panel_stride apart). Row blocks outside, panels
 // inside: a's MR x K block stays in L1 while the packed panels stream from L2 in order (packed,
 // so no power-of-two row stride makes them fight over a few L1 sets).
 template <typename A, int MR>
 inline void panel_rows(int64_t panels, int64_t K, const A* a, int64_t a_rs, int64_t a_ks,
-                       const A* b, int64_t panel_stride, A* c, int64_t ldc) {
+                       const A* b, int64_t panel_stride, A* c, int64_t ldc, Prefetch* pf) {
   constexpr int64_t NR = 2 * ssd::Vec<A>::kLanes;
   for (int64_t p = 0; p < panels; ++p) {
+    if (pf) pf->step();
     ssd::micro_kernel<A, MR>(0, K, a, a_rs, a_ks, b + p * panel_stride, NR, c + p * NR, ldc);
   }
 }
 
 template <typename A>
 void panel_gemm(int64_t M, int64_t panels, int64_t K, const A* a, int64_t a_rs, int64_t a_ks,
-                const A* b, int64_t panel_stride, A* c, int64_t ldc) {
+                const A* b, int64_t panel_stride, A* c, int64_t ldc, Prefetch* pf) {
   constexpr int MR = ssd::kMR;
   for (int64_t i0 = 0; i0 < M; i0 += MR) {
     const A* ai = a + i0 * a_rs;
     A* ci = c + i0 * ldc;
     switch (std::min<int64_t>(MR, M - i0)) {
-      case 6: panel_rows<A, 6>(panels, K, ai, a_rs, a_ks, b, panel_stride, ci, ldc); break;
-      case 5: panel_rows<A, 5>(panels, K, ai, a_rs, a_ks, b, panel_stride, ci, ldc); break;
-      case 4: panel_rows<A, 4>(panels, K, ai, a_rs, a_ks, b, panel_stride, ci, ldc); break;
-      case 3: panel_rows<A, 3>(panels, K, ai, a_rs, a_ks, b, panel_stride, ci, ldc); break;
-      case 2: panel_rows<A, 2>(panels, K, ai, a_rs, a_ks, b, panel_stride, ci, ldc); break;
-      default: panel_rows<A, 1>(panels, K, ai, a_rs, a_ks, b, panel_stride, ci, ldc); break;
+      case 6: panel_rows<A, 6>(panels, K, ai, a_rs, a_ks, b, panel_stride, ci, ldc, pf); break;
+      case 5: panel_rows<A, 5>(panels, K, ai, a_rs, a_ks, b, panel_stride, ci, ldc, pf); break;
+      case 4: panel_rows<A, 4>(panels, K, ai, a_rs, a_ks, b, panel_stride, ci, ldc, pf); break;
+      case 3: panel_rows<A, 3>(panels, K, ai, a_rs, a_ks, b, panel_stride, ci, ldc, pf); break;
+      case 2: panel_rows<A, 2>(panels, K, ai, a_rs, a_ks, b, panel_stride, ci, ldc, pf); break;
+      default: panel_rows<A, 1>(panels, K, ai, a_rs, a_ks, b, panel_stride, ci, ldc, pf); break;
     }
   }
 }
@@ -428,11 +443,24 @@ class Decoder {
         }
         vp = sc.v.data(), ldv = D;
       }
+      Prefetch pf;
+      Prefetch* next = nullptr;
+      if (!small && k0 + n < item.k1 && K.dim_stride == 1 && V.dim_stride == 1) {
+        const int64_t nn = std::min(kTile, item.k1 - k0 - n);
+        pf.k = reinterpret_cast<const char*>(K.row(g.seg, g.head, k0 + n));
+        pf.v = reinterpret_cast<const char*>(V.row(g.seg, g.head, k0 + n));
+        pf.k_stride = K.seq_stride * static_cast<int64_t>(sizeof(T));
+        pf.v_stride = V.seq_stride * static_cast<int64_t>(sizeof(T));
+        pf.rows = nn, pf.bytes = D * static_cast<int64_t>(sizeof(T));
+        const int64_t steps = ceil_div(n, ssd::kMR) * (Mp / NR) + ceil_div(M, ssd::kMR) * (D / NR);
+        pf.per_step = ceil_div(2 * nn, steps);
+        next = &pf;
+      }
       if (small) {
         dot_scores<A>(M, n, D, kp, ldk, Q, S, kTile);
       } else {
         for (int64_t k = 0; k < n; ++k) std::fill(S + k * lds, S + k * lds + Mp, A(0));
-        panel_gemm<A>(n, Mp / NR, D, kp, ldk, 1, Q, D * NR, S, lds);
+        panel_gemm<A>(n, Mp / NR, D, kp, ldk, 1, Q, D * NR, S, lds, next);
       }
       if (causal) {  // keys at or past a row's bound score -inf
         for (int64_t r = 0; r < M; ++r) {
@@ -451,7 +479,7 @@ class Decoder {
         }
       }
       if (pack_v) {
-        panel_gemm<A>(M, D / NR, n, S, lsr, lsk, vp, n * NR, O, D);
+        panel_gemm<A>(M, D / NR, n, S, lsr, lsk, vp, n * NR, O, D, next);
       } else {
         ssd::gemm_acc<A>(M, D, n, S, lsr, lsk, vp, ldv, O, D);
       }
