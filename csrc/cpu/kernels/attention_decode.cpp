@@ -131,8 +131,14 @@ inline A exp_score(A x) {
 template <typename A>
 using VecT = typename ssd::Vec<A>::type;
 
+// Vectors by reference and always inlined: the baseline build has no 32-byte registers, and a
+// vector passed or returned by value there goes through memory (GCC warns: -Wpsabi).
 template <typename A>
-inline A hsum(VecT<A> v) {
+__attribute__((always_inline)) inline void vld(VecT<A>& v, const A* p) {
+  std::memcpy(&v, p, sizeof(v));
+}
+template <typename A>
+__attribute__((always_inline)) inline A hsum(const VecT<A>& v) {
   A s = 0;
   for (int i = 0; i < ssd::Vec<A>::kLanes; ++i) s += v[i];
   return s;
@@ -153,9 +159,11 @@ void dot_rows(int64_t n, int64_t D, const A* key, int64_t ldk, const A* q, A* S,
     V a0[R], a1[R];
     for (int r = 0; r < R; ++r) a0[r] = a1[r] = V{};
     for (int64_t d = 0; d < Dv; d += W) {
-      const V x0 = ssd::vload<V>(k0 + d), x1 = ssd::vload<V>(k1 + d);
+      V x0, x1;
+      vld<A>(x0, k0 + d), vld<A>(x1, k1 + d);
       for (int r = 0; r < R; ++r) {
-        const V y = ssd::vload<V>(q + r * D + d);
+        V y;
+        vld<A>(y, q + r * D + d);
         a0[r] += x0 * y;
         a1[r] += x1 * y;
       }
@@ -175,8 +183,13 @@ void dot_rows(int64_t n, int64_t D, const A* key, int64_t ldk, const A* q, A* S,
     V a0[R];
     for (int r = 0; r < R; ++r) a0[r] = V{};
     for (int64_t d = 0; d < Dv; d += W) {
-      const V x0 = ssd::vload<V>(k0 + d);
-      for (int r = 0; r < R; ++r) a0[r] += x0 * ssd::vload<V>(q + r * D + d);
+      V x0;
+      vld<A>(x0, k0 + d);
+      for (int r = 0; r < R; ++r) {
+        V y;
+        vld<A>(y, q + r * D + d);
+        a0[r] += x0 * y;
+      }
     }
     for (int r = 0; r < R; ++r) {
       A s0 = hsum<A>(a0[r]);
@@ -201,6 +214,38 @@ void dot_scores(int64_t M, int64_t n, int64_t D, const A* key, int64_t ldk, cons
   }
 }
 
+// The MR x NR register block of ssd_gemm.h's micro-kernel (MR x 2 vector accumulators, a's
+// elements broadcast, b's rows streamed), here with vectors moved by reference (see vld) and,
+// for kAccumulate = false, c overwritten instead of added to.
+template <typename A, int MR, bool kAccumulate>
+inline void micro_kernel(int64_t K, const A* a, int64_t a_rs, int64_t a_ks, const A* b, int64_t ldb,
+                         A* c, int64_t ldc) {
+  using V = VecT<A>;
+  constexpr int W = ssd::Vec<A>::kLanes;
+  V acc0[MR], acc1[MR];
+  for (int i = 0; i < MR; ++i) {
+    if (kAccumulate) {
+      vld<A>(acc0[i], c + i * ldc), vld<A>(acc1[i], c + i * ldc + W);
+    } else {
+      acc0[i] = acc1[i] = V{};
+    }
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    V b0, b1;
+    vld<A>(b0, b + k * ldb), vld<A>(b1, b + k * ldb + W);
+    const A* ak = a + k * a_ks;
+    for (int i = 0; i < MR; ++i) {
+      const A ai = ak[i * a_rs];
+      acc0[i] += ai * b0;
+      acc1[i] += ai * b1;
+    }
+  }
+  for (int i = 0; i < MR; ++i) {
+    std::memcpy(c + i * ldc, &acc0[i], sizeof(V));
+    std::memcpy(c + i * ldc + W, &acc1[i], sizeof(V));
+  }
+}
+
 // Rows of the next tile's keys and values, requested from memory a few at a time while the
 // current tile's GEMMs run, so that the first pass over a tile does not wait on DRAM.
 struct Prefetch {
@@ -215,34 +260,49 @@ struct Prefetch {
   }
 };
 
-// c (M x panels * NR, row stride ldc) += a (M x K, element (i, k) at a[i * a_rs + k * a_ks]) @ b,
-// b given as `panels` contiguous K x NR panels (panel_stride apart). Row blocks outside, panels
-// inside: a's MR x K block stays in L1 while the packed panels stream from L2 in order (packed,
-// so no power-of-two row stride makes them fight over a few L1 sets).
-template <typename A, int MR>
+// c (M x panels * NR, row stride ldc) (+)= a (M x K, element (i, k) at a[i * a_rs + k * a_ks]) @ b,
+// b given as `panels` K x NR column blocks, panel_stride apart, row stride ldb: packed
+// (K * NR, NR) or in place (NR, the row stride). Row blocks outside, panels inside: a's MR x K
+// block stays in L1 while b's panels stream from L2 in order (packed, so that no power-of-two
+// row stride makes them fight over a few L1 sets). Each thread's prefetcher, if any, takes one
+// step per micro-kernel call.
+template <typename A, int MR, bool kAccumulate>
 inline void panel_rows(int64_t panels, int64_t K, const A* a, int64_t a_rs, int64_t a_ks,
-                       const A* b, int64_t panel_stride, A* c, int64_t ldc, Prefetch* pf) {
+                       const A* b, int64_t panel_stride, int64_t ldb, A* c, int64_t ldc,
+                       Prefetch* pf) {
   constexpr int64_t NR = 2 * ssd::Vec<A>::kLanes;
   for (int64_t p = 0; p < panels; ++p) {
     if (pf) pf->step();
-    ssd::micro_kernel<A, MR>(0, K, a, a_rs, a_ks, b + p * panel_stride, NR, c + p * NR, ldc);
+    micro_kernel<A, MR, kAccumulate>(K, a, a_rs, a_ks, b + p * panel_stride, ldb, c + p * NR, ldc);
   }
 }
 
-template <typename A>
+template <typename A, bool kAccumulate>
 void panel_gemm(int64_t M, int64_t panels, int64_t K, const A* a, int64_t a_rs, int64_t a_ks,
-                const A* b, int64_t panel_stride, A* c, int64_t ldc, Prefetch* pf) {
+                const A* b, int64_t panel_stride, int64_t ldb, A* c, int64_t ldc, Prefetch* pf) {
   constexpr int MR = ssd::kMR;
   for (int64_t i0 = 0; i0 < M; i0 += MR) {
     const A* ai = a + i0 * a_rs;
     A* ci = c + i0 * ldc;
     switch (std::min<int64_t>(MR, M - i0)) {
-      case 6: panel_rows<A, 6>(panels, K, ai, a_rs, a_ks, b, panel_stride, ci, ldc, pf); break;
-      case 5: panel_rows<A, 5>(panels, K, ai, a_rs, a_ks, b, panel_stride, ci, ldc, pf); break;
-      case 4: panel_rows<A, 4>(panels, K, ai, a_rs, a_ks, b, panel_stride, ci, ldc, pf); break;
-      case 3: panel_rows<A, 3>(panels, K, ai, a_rs, a_ks, b, panel_stride, ci, ldc, pf); break;
-      case 2: panel_rows<A, 2>(panels, K, ai, a_rs, a_ks, b, panel_stride, ci, ldc, pf); break;
-      default: panel_rows<A, 1>(panels, K, ai, a_rs, a_ks, b, panel_stride, ci, ldc, pf); break;
+      case 6:
+        panel_rows<A, 6, kAccumulate>(panels, K, ai, a_rs, a_ks, b, panel_stride, ldb, ci, ldc, pf);
+        break;
+      case 5:
+        panel_rows<A, 5, kAccumulate>(panels, K, ai, a_rs, a_ks, b, panel_stride, ldb, ci, ldc, pf);
+        break;
+      case 4:
+        panel_rows<A, 4, kAccumulate>(panels, K, ai, a_rs, a_ks, b, panel_stride, ldb, ci, ldc, pf);
+        break;
+      case 3:
+        panel_rows<A, 3, kAccumulate>(panels, K, ai, a_rs, a_ks, b, panel_stride, ldb, ci, ldc, pf);
+        break;
+      case 2:
+        panel_rows<A, 2, kAccumulate>(panels, K, ai, a_rs, a_ks, b, panel_stride, ldb, ci, ldc, pf);
+        break;
+      default:
+        panel_rows<A, 1, kAccumulate>(panels, K, ai, a_rs, a_ks, b, panel_stride, ldb, ci, ldc, pf);
+        break;
     }
   }
 }
@@ -459,8 +519,7 @@ class Decoder {
       if (small) {
         dot_scores<A>(M, n, D, kp, ldk, Q, S, kTile);
       } else {
-        for (int64_t k = 0; k < n; ++k) std::fill(S + k * lds, S + k * lds + Mp, A(0));
-        panel_gemm<A>(n, Mp / NR, D, kp, ldk, 1, Q, D * NR, S, lds, next);
+        panel_gemm<A, false>(n, Mp / NR, D, kp, ldk, 1, Q, D * NR, NR, S, lds, next);
       }
       if (causal) {  // keys at or past a row's bound score -inf
         for (int64_t r = 0; r < M; ++r) {
@@ -479,9 +538,18 @@ class Decoder {
         }
       }
       if (pack_v) {
-        panel_gemm<A>(M, D / NR, n, S, lsr, lsk, vp, n * NR, O, D, next);
+        panel_gemm<A, true>(M, D / NR, n, S, lsr, lsk, vp, n * NR, NR, O, D, next);
       } else {
-        ssd::gemm_acc<A>(M, D, n, S, lsr, lsk, vp, ldv, O, D);
+        // V's rows in place: NR-wide column blocks straight from them, then the columns past
+        // the last whole block.
+        const int64_t full = D / NR * NR;
+        panel_gemm<A, true>(M, D / NR, n, S, lsr, lsk, vp, NR, ldv, O, D, nullptr);
+        for (int64_t r = 0; r < M && full < D; ++r) {
+          for (int64_t k = 0; k < n; ++k) {
+            const A pk = S[r * lsr + k * lsk];
+            for (int64_t d = full; d < D; ++d) O[r * D + d] += pk * vp[k * ldv + d];
+          }
+        }
       }
     }
   }
