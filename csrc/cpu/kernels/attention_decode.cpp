@@ -20,14 +20,21 @@
 //      not depend on the thread count, and writes out and lse. A row with no key at all gets
 //      out = 0 and lse = -inf.
 // Per tile, in the compute type (fp32, or fp64 for fp64 io):
-//   scores: with many rows, S^T = K Q^T through the register-blocked GEMM of ssd_gemm.h, the
-//     keys read in place as the broadcast operand (row by row, no transposition) against the
-//     item's packed, scaled Q^T; with few rows (a single sample, M = H/Hkv), dot products that
-//     load each key row once and FMA it against every query row with vector accumulators.
+//   scores: with many rows (a batch sharing a context: compute-bound), S^T = K Q^T with the
+//     MR x 2-vector register block of ssd_gemm.h, the keys read in place as the broadcast
+//     operand (row by row, no transposition) against the item's scaled Q^T, packed once per
+//     item into NR-wide panels; with few rows (one sample, M = H/Hkv: memory-bound), dot
+//     products that load each key row once and FMA it against every query row with vector
+//     accumulators, summed across lanes at the end.
 //   softmax: running max and sum per row, vectorised over rows (S^T) or keys (S).
-//   output: O += P V through the same GEMM, V's rows streamed in place.
-// fp32/fp64 keys and values with unit dim stride are never copied; bf16/fp16 (or strided) ones
-// are widened tile by tile into per-thread scratch, which every buffer of an item lives in.
+//   output: O += P V with the same register block; with many rows V is first copied into
+//     NR-wide panels (its 512-byte row stride would otherwise crowd a few L1 sets), with few
+//     rows its rows are streamed in place.
+//   While a tile's two products run, the next tile's key and value rows are prefetched a few
+//   per micro-kernel call, so the GEMMs do not wait on DRAM when they first touch them.
+// fp32/fp64 keys with unit dim stride are never copied; bf16/fp16 (or strided) ones are widened
+// tile by tile into per-thread scratch, where every buffer of an item lives (no allocation per
+// tile); the partial states are written once by their item and read once by the merge.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
