@@ -13,6 +13,12 @@ pieces, without replicating the context: per context, every query row that reads
 its keys in one batched GEMM, using the saved log-sum-exp to rebuild the probabilities
 (FlashAttention's backward equations).
 
+No cascade-or-not dispatcher (vLLM's ``use_cascade_attention``, decoding.md 2.6) is needed:
+that heuristic exists because a cascade kernel that does not split the shared prefix leaves SMs
+idle at small batch. Both of our kernels split the context across work items (split-KV), so
+the bifurcated path is also the fast path at batch 1 (BENCHMARKS.md: 2.4x SDPA at b1 on the
+CPU), and a batch without a shared prefix simply passes no context.
+
 Letters: b batch, H query heads, Hkv KV heads, T q_len, D head dim, Mc context length,
 Md decoded capacity, C contexts.
 """
