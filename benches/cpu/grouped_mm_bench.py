@@ -25,6 +25,10 @@ SHAPES = {
     "nano-down": (128, 1856, 2688, 6144),
     "small": (64, 1024, 512, 4096),
     "e8": (8, 2688, 1856, 6144),
+    # the MoE issue's grid: 4096 tokens x top-6 at Nano's expert shapes, 8/64/128 experts
+    "nano-4k": (128, 2688, 1856, 24576),
+    "e64-4k": (64, 2688, 1856, 24576),
+    "e8-4k": (8, 2688, 1856, 24576),
 }
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
