@@ -36,6 +36,10 @@
 
 #include "cpu/common/convert.h"
 
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
 namespace nemocore::cpu::NEMOCORE_CPU_ISA::gmm {
 
 // Register block: two vectors wide, MR rows tall, so MR x 2 accumulators plus two b vectors and
@@ -161,6 +165,93 @@ inline void prefetch_span(const T* p, int64_t count) {
   for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off);
 }
 
+#if defined(__AVX2__)
+// Eight contiguous io-typed elements widened to fp32 (exactly as to_acc does).
+template <typename T, typename A>
+constexpr bool kHasLoad8 =
+    std::is_same_v<A, float> &&
+    (std::is_same_v<T, float> || std::is_same_v<T, bf16> || std::is_same_v<T, f16>);
+
+template <typename T>
+inline __m256 load8(const T* p) {
+  if constexpr (std::is_same_v<T, float>) {
+    return _mm256_loadu_ps(p);
+  } else if constexpr (std::is_same_v<T, bf16>) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  } else {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+}
+
+// b's kc x nb block when its columns are contiguous (b.rs == 1, trans_b): eight columns at a
+// time, eight k values of each loaded at once and transposed in registers, so the panels are
+// written a vector per k. Edges (k past a multiple of 8, a ragged last group) go element-wise.
+template <typename T>
+void pack_b_transposed(int64_t kc, int64_t nb, View<T> b, float* dst) {
+  constexpr int64_t NR = Tile<float>::NR;
+  static_assert(NR % 8 == 0, "panels hold whole groups of 8 columns");
+  const int64_t panels = (nb + NR - 1) / NR, kc8 = kc / 8 * 8;
+  for (int64_t jp = 0; jp < panels; ++jp) {
+    for (int64_t g = 0; g < NR; g += 8) {
+      const int64_t col = jp * NR + g;
+      float* d = dst + jp * kc * NR + g;
+      const T* src = b.p + col * b.cs;
+      if (col + 8 > nb) {
+        for (int64_t j = 0; j < 8; ++j) {
+          if (col + j < nb) {
+            const T* s = src + j * b.cs;
+            for (int64_t k = 0; k < kc; ++k) d[k * NR + j] = to_acc<float>(s[k]);
+          } else {
+            for (int64_t k = 0; k < kc; ++k) d[k * NR + j] = 0.0f;
+          }
+        }
+        continue;
+      }
+      for (int64_t j = 0; j < 8 && col + kPrefetchAhead + j < nb; ++j) {
+        prefetch_span(src + (kPrefetchAhead + j) * b.cs, kc);
+      }
+      const T* s0 = src;
+      const T* s1 = src + b.cs;
+      const T* s2 = src + 2 * b.cs;
+      const T* s3 = src + 3 * b.cs;
+      const T* s4 = src + 4 * b.cs;
+      const T* s5 = src + 5 * b.cs;
+      const T* s6 = src + 6 * b.cs;
+      const T* s7 = src + 7 * b.cs;
+      for (int64_t k = 0; k < kc8; k += 8) {
+        const __m256 r0 = load8(s0 + k), r1 = load8(s1 + k), r2 = load8(s2 + k), r3 = load8(s3 + k),
+                     r4 = load8(s4 + k), r5 = load8(s5 + k), r6 = load8(s6 + k), r7 = load8(s7 + k);
+        const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+        const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+        const __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+        const __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+        const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+        const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+        const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+        const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+        float* o = d + k * NR;
+        _mm256_storeu_ps(o + 0 * NR, _mm256_permute2f128_ps(u0, u4, 0x20));
+        _mm256_storeu_ps(o + 1 * NR, _mm256_permute2f128_ps(u1, u5, 0x20));
+        _mm256_storeu_ps(o + 2 * NR, _mm256_permute2f128_ps(u2, u6, 0x20));
+        _mm256_storeu_ps(o + 3 * NR, _mm256_permute2f128_ps(u3, u7, 0x20));
+        _mm256_storeu_ps(o + 4 * NR, _mm256_permute2f128_ps(u0, u4, 0x31));
+        _mm256_storeu_ps(o + 5 * NR, _mm256_permute2f128_ps(u1, u5, 0x31));
+        _mm256_storeu_ps(o + 6 * NR, _mm256_permute2f128_ps(u2, u6, 0x31));
+        _mm256_storeu_ps(o + 7 * NR, _mm256_permute2f128_ps(u3, u7, 0x31));
+      }
+      for (int64_t k = kc8; k < kc; ++k) {
+        float* o = d + k * NR;
+        o[0] = to_acc<float>(s0[k]), o[1] = to_acc<float>(s1[k]);
+        o[2] = to_acc<float>(s2[k]), o[3] = to_acc<float>(s3[k]);
+        o[4] = to_acc<float>(s4[k]), o[5] = to_acc<float>(s5[k]);
+        o[6] = to_acc<float>(s6[k]), o[7] = to_acc<float>(s7[k]);
+      }
+    }
+  }
+}
+#endif
+
 // b's kc x nb block into NR-wide panels: dst[panel][k][j], zero past nb.
 template <typename T, typename A>
 void pack_b(int64_t kc, int64_t nb, View<T> b, A* dst) {
@@ -182,6 +273,14 @@ void pack_b(int64_t kc, int64_t nb, View<T> b, A* dst) {
     }
     return;
   }
+#if defined(__AVX2__)
+  if constexpr (kHasLoad8<T, A>) {
+    if (b.rs == 1) {
+      pack_b_transposed(kc, nb, b, dst);
+      return;
+    }
+  }
+#endif
   // Columns of b are (likely) contiguous, as with trans_b: walk each column once.
   for (int64_t jp = 0; jp < panels; ++jp) {
     A* d = dst + jp * kc * NR;
