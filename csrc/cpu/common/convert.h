@@ -7,6 +7,11 @@
 
 #include <cstdint>
 #include <cstring>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+
+#include "nemocore/common.h"
 
 #if defined(__F16C__)
 #include <immintrin.h>
@@ -145,6 +150,24 @@ inline void store_row(const A* src, int64_t n, T* dst, int64_t stride) {
     for (int64_t i = 0; i < n; ++i) dst[i] = from_acc<T, A>(src[i]);
   } else {
     for (int64_t i = 0; i < n; ++i) dst[i * stride] = from_acc<T, A>(src[i]);
+  }
+}
+
+// The compute type of an io type: float64 for float64 io, float32 for everything else.
+template <typename T>
+using AccOf = std::conditional_t<std::is_same_v<T, double>, double, float>;
+
+// Calls fn(T{}) with T the storage type of a float io dtype; `name` (the argument whose dtype
+// it is) goes into the error for any other dtype.
+template <typename Fn>
+void dispatch_io(DType t, const char* name, const Fn& fn) {
+  switch (t) {
+    case DType::kFloat32: return fn(float{});
+    case DType::kFloat64: return fn(double{});
+    case DType::kBFloat16: return fn(bf16{});
+    case DType::kFloat16: return fn(f16{});
+    default:
+      throw std::invalid_argument(std::string(name) + ": unsupported dtype " + dtype_name(t));
   }
 }
 

@@ -54,9 +54,6 @@
 namespace nemocore::cpu::NEMOCORE_CPU_ISA {
 namespace {
 
-template <typename T>
-using AccOf = std::conditional_t<std::is_same_v<T, double>, double, float>;
-
 constexpr int64_t kTile = 256;         // keys per tile: a K and a V tile of D = 128 (fp32) in L2
 constexpr int64_t kRowBlock = 128;     // rows per item at most: Q^T, S^T and O beside them in L2
 constexpr int64_t kTargetItems = 128;  // items in all, about: the split-KV chunk length
@@ -685,22 +682,13 @@ class Decoder {
   std::unique_ptr<A[]> acc_, m_, l_;
 };
 
-template <typename T>
-void run(const AttentionDecodeParams& p) {
-  Decoder<T, AccOf<T>>(p).run();
-}
-
 }  // namespace
 
 void attention_decode(const AttentionDecodeParams& p) {
-  switch (p.io_dtype) {
-    case DType::kFloat32: return run<float>(p);
-    case DType::kFloat64: return run<double>(p);
-    case DType::kBFloat16: return run<bf16>(p);
-    case DType::kFloat16: return run<f16>(p);
-    default:
-      throw std::invalid_argument(std::string("q: unsupported dtype ") + dtype_name(p.io_dtype));
-  }
+  dispatch_io(p.io_dtype, "q", [&](auto t) {
+    using T = decltype(t);
+    Decoder<T, AccOf<T>>(p).run();
+  });
 }
 
 }  // namespace nemocore::cpu::NEMOCORE_CPU_ISA

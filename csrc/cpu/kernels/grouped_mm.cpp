@@ -30,9 +30,6 @@
 namespace nemocore::cpu::NEMOCORE_CPU_ISA {
 namespace {
 
-template <typename T>
-using AccOf = std::conditional_t<std::is_same_v<T, double>, double, float>;
-
 // Rows one block may cover: enough that packing b's slice is cheap next to the FMAs it feeds,
 // few enough that the packed block of a stays in L2 and heavy experts split across threads.
 constexpr int64_t kMaxBlockRows = 192;
@@ -130,24 +127,13 @@ void wgrad_impl(const GroupedMmWgradParams& p) {
   });
 }
 
-template <typename Fn>
-void by_io_dtype(DType t, const Fn& fn) {
-  switch (t) {
-    case DType::kFloat32: return fn(float{});
-    case DType::kFloat64: return fn(double{});
-    case DType::kBFloat16: return fn(bf16{});
-    case DType::kFloat16: return fn(f16{});
-    default: throw std::invalid_argument(std::string("unsupported dtype ") + dtype_name(t));
-  }
-}
-
 }  // namespace
 
 void grouped_mm(const GroupedMmParams& p) {
-  by_io_dtype(p.io_dtype, [&](auto t) { grouped_mm_impl<decltype(t)>(p); });
+  dispatch_io(p.io_dtype, "a", [&](auto t) { grouped_mm_impl<decltype(t)>(p); });
 }
 void grouped_mm_wgrad(const GroupedMmWgradParams& p) {
-  by_io_dtype(p.io_dtype, [&](auto t) { wgrad_impl<decltype(t)>(p); });
+  dispatch_io(p.io_dtype, "a", [&](auto t) { wgrad_impl<decltype(t)>(p); });
 }
 
 }  // namespace nemocore::cpu::NEMOCORE_CPU_ISA

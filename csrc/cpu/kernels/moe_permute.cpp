@@ -18,9 +18,6 @@
 namespace nemocore::cpu::NEMOCORE_CPU_ISA {
 namespace {
 
-template <typename T>
-using AccOf = std::conditional_t<std::is_same_v<T, double>, double, float>;
-
 // Rows of `cols` elements handed to one thread at a time: enough work to amortise the
 // scheduling, few enough items to balance two threads.
 int64_t rows_per_item(int64_t cols) {
@@ -124,27 +121,16 @@ void sort_impl(const MoeSortParams& p) {
   }
 }
 
-template <typename Fn>
-void by_io_dtype(DType t, const Fn& fn) {
-  switch (t) {
-    case DType::kFloat32: return fn(float{});
-    case DType::kFloat64: return fn(double{});
-    case DType::kBFloat16: return fn(bf16{});
-    case DType::kFloat16: return fn(f16{});
-    default: throw std::invalid_argument(std::string("unsupported dtype ") + dtype_name(t));
-  }
-}
-
 }  // namespace
 
 void moe_gather(const MoeGatherParams& p) {
-  by_io_dtype(p.io_dtype, [&](auto t) { gather_impl<decltype(t)>(p); });
+  dispatch_io(p.io_dtype, "src", [&](auto t) { gather_impl<decltype(t)>(p); });
 }
 void moe_combine(const MoeCombineParams& p) {
-  by_io_dtype(p.io_dtype, [&](auto t) { combine_impl<decltype(t)>(p); });
+  dispatch_io(p.io_dtype, "src", [&](auto t) { combine_impl<decltype(t)>(p); });
 }
 void moe_combine_wgrad(const MoeCombineWgradParams& p) {
-  by_io_dtype(p.io_dtype, [&](auto t) { combine_wgrad_impl<decltype(t)>(p); });
+  dispatch_io(p.io_dtype, "src", [&](auto t) { combine_wgrad_impl<decltype(t)>(p); });
 }
 void moe_sort(const MoeSortParams& p) {
   if (p.id_dtype == DType::kInt32) return sort_impl<int32_t>(p);

@@ -132,15 +132,7 @@ void bwd_impl(const SsdBwdParams& params) {
 }  // namespace
 
 void ssd_bwd(const SsdBwdParams& p) {
-  switch (p.fwd.io_dtype) {
-    case DType::kFloat32: return bwd_impl<float>(p);
-    case DType::kFloat64: return bwd_impl<double>(p);
-    case DType::kBFloat16: return bwd_impl<bf16>(p);
-    case DType::kFloat16: return bwd_impl<f16>(p);
-    default:
-      throw std::invalid_argument(std::string("x: unsupported dtype ") +
-                                  dtype_name(p.fwd.io_dtype));
-  }
+  dispatch_io(p.fwd.io_dtype, "x", [&](auto t) { bwd_impl<decltype(t)>(p); });
 }
 
 }  // namespace nemocore::cpu::NEMOCORE_CPU_ISA

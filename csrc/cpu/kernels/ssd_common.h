@@ -24,9 +24,6 @@
 
 namespace nemocore::cpu::NEMOCORE_CPU_ISA::ssd {
 
-template <typename T>
-using AccOf = std::conditional_t<std::is_same_v<T, double>, double, float>;
-
 struct ChunkRef {
   int64_t seq, row, t0, len;
 };

@@ -76,14 +76,7 @@ void fwd_impl(const SsdFwdParams& params) {
 }  // namespace
 
 void ssd_fwd(const SsdFwdParams& p) {
-  switch (p.io_dtype) {
-    case DType::kFloat32: return fwd_impl<float>(p);
-    case DType::kFloat64: return fwd_impl<double>(p);
-    case DType::kBFloat16: return fwd_impl<bf16>(p);
-    case DType::kFloat16: return fwd_impl<f16>(p);
-    default:
-      throw std::invalid_argument(std::string("x: unsupported dtype ") + dtype_name(p.io_dtype));
-  }
+  dispatch_io(p.io_dtype, "x", [&](auto t) { fwd_impl<decltype(t)>(p); });
 }
 
 }  // namespace nemocore::cpu::NEMOCORE_CPU_ISA

@@ -10,8 +10,6 @@
 namespace nemocore::cpu::NEMOCORE_CPU_ISA {
 namespace {
 
-using ssd::AccOf;
-
 template <typename T, typename S>
 void update_impl(const SsdStateUpdateParams& p) {
   using A = AccOf<T>;
