@@ -13,34 +13,11 @@
 #include <algorithm>
 #include <array>
 #include <limits>
-#include <random>
+#define EMU_SEED 7
+#include "emu_suite.h"
 
 using namespace nemocore;
-using nemocore::cuda::acc_t;
 
-static std::mt19937_64 rng(7);
-static double randn() {
-  static std::normal_distribution<double> d(0.0, 1.0);
-  return d(rng);
-}
-template <typename T>
-double to_d(T v) {
-  return static_cast<double>(nemocore::cuda::to_acc(v));
-}
-template <typename T>
-T from_d(double v) {
-  return nemocore::cuda::from_acc<T>(static_cast<acc_t<T>>(v));
-}
-
-template <typename T>
-DType dtype_of() {
-  if constexpr (std::is_same_v<T, double>) return DType::kFloat64;
-  if constexpr (std::is_same_v<T, __half>) return DType::kFloat16;
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) return DType::kBFloat16;
-  return DType::kFloat32;
-}
-
-static int failures = 0, checks = 0;
 static void expect_close(double got, double want, double tol, const char* what, int64_t i) {
   ++checks;
   if (std::isinf(want) && got == want) return;

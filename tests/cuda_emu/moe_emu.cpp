@@ -10,32 +10,11 @@
 #include "cuda/grouped_mm.cu"
 #include "cuda/moe_permute.cu"
 
-#include <random>
+#define EMU_SEED 1234
+#include "emu_suite.h"
 
 using namespace nemocore;
-using nemocore::cuda::acc_t;
 
-static std::mt19937_64 rng(1234);
-static double randn() {
-  static std::normal_distribution<double> d(0.0, 1.0);
-  return d(rng);
-}
-template <typename T>
-double to_d(T v) {
-  return static_cast<double>(nemocore::cuda::to_acc(v));
-}
-template <typename T>
-T from_d(double v) {
-  return nemocore::cuda::from_acc<T>(static_cast<acc_t<T>>(v));
-}
-
-template <typename T>
-DType dtype_of() {
-  if constexpr (std::is_same_v<T, double>) return DType::kFloat64;
-  if constexpr (std::is_same_v<T, __half>) return DType::kFloat16;
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) return DType::kBFloat16;
-  return DType::kFloat32;
-}
 template <typename T>
 const char* name_of() {
   if constexpr (std::is_same_v<T, double>) return "f64";
@@ -44,7 +23,6 @@ const char* name_of() {
   return "f32";
 }
 
-static int failures = 0, checks = 0;
 static std::string where;  // the case being run, printed with a failure
 static void expect_close(double got, double want, double tol, const char* what, int64_t i) {
   ++checks;
