@@ -31,6 +31,7 @@ def test_rust_and_python_versions_agree():
         ("invalid_argument", rs.NemocoreInvalidArgumentError, ValueError),
         ("invalid_config", rs.NemocoreInvalidConfigError, ValueError),
         ("io", rs.NemocoreIoError, ValueError),
+        ("grammar", rs.NemocoreGrammarError, ValueError),
         ("internal", rs.NemocoreInternalError, RuntimeError),
     ],
 )

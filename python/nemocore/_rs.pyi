@@ -10,7 +10,8 @@ Exceptions (core ``Error`` variant ``X`` raises ``NemocoreXError``)::
     └── NemocoreError
         ├── NemocoreInvalidArgumentError   (Error::InvalidArgument)
         ├── NemocoreInvalidConfigError     (Error::InvalidConfig)
-        └── NemocoreIoError                (Error::Io)
+        ├── NemocoreIoError                (Error::Io)
+        └── NemocoreGrammarError           (Error::Grammar)
     RuntimeError
     └── NemocoreInternalError              (Error::Internal, caught panics)
 
@@ -22,6 +23,7 @@ from typing import Final, NoReturn, TypedDict, final, type_check_only
 __all__ = [
     "DecodeStream",
     "NemocoreError",
+    "NemocoreGrammarError",
     "NemocoreInternalError",
     "NemocoreInvalidArgumentError",
     "NemocoreInvalidConfigError",
@@ -72,6 +74,18 @@ class NemocoreIoError(NemocoreError):
     :class:`FileNotFoundError`), carrying ``errno`` where the OS gave one.
     """
 
+class NemocoreGrammarError(NemocoreError):
+    """A grammar (Lark, GBNF, JSON Schema, regex) is malformed or cannot be compiled.
+
+    ``str(exc)`` is ``"grammar error at line L, column C: ..."``; the attributes
+    ``line`` and ``column`` (1-based, in the source text given) and ``msg`` (the
+    message alone) locate the problem.
+    """
+
+    line: int
+    column: int
+    msg: str
+
 class NemocoreInternalError(RuntimeError):
     """A bug in nemocore (broken invariant or caught Rust panic); please report it."""
 
@@ -95,7 +109,8 @@ def _raise_error_for_test(kind: str) -> NoReturn:
 
     ``kind`` is ``"invalid_argument"`` (:class:`NemocoreInvalidArgumentError`),
     ``"invalid_config"`` (:class:`NemocoreInvalidConfigError`),
-    ``"io"`` (:class:`NemocoreIoError`, caused by :class:`FileNotFoundError`)
+    ``"io"`` (:class:`NemocoreIoError`, caused by :class:`FileNotFoundError`),
+    ``"grammar"`` (:class:`NemocoreGrammarError`, at line 3, column 7)
     or ``"internal"`` (:class:`NemocoreInternalError`). Any other value raises
     :class:`NemocoreInvalidArgumentError` naming the accepted kinds.
     """

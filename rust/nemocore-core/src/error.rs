@@ -33,6 +33,19 @@ pub enum Error {
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),
 
+    /// A grammar (Lark, GBNF, JSON Schema or regex source) is malformed or
+    /// cannot be compiled; `line` and `column` are 1-based positions in the
+    /// source text the caller gave.
+    #[error("grammar error at line {line}, column {column}: {message}")]
+    Grammar {
+        /// 1-based line in the grammar source.
+        line: usize,
+        /// 1-based column (in characters) in the grammar source.
+        column: usize,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+
     /// A bug in nemocore: a broken internal invariant or a caught Rust panic.
     /// Never the caller's fault; worth a bug report.
     #[error("internal error: {0}")]
@@ -41,8 +54,13 @@ pub enum Error {
 
 impl Error {
     /// The [`kind`](Error::kind) names of all variants, in declaration order.
-    pub const KINDS: &'static [&'static str] =
-        &["invalid_argument", "invalid_config", "io", "internal"];
+    pub const KINDS: &'static [&'static str] = &[
+        "invalid_argument",
+        "invalid_config",
+        "io",
+        "grammar",
+        "internal",
+    ];
 
     /// Stable `snake_case` name of this error's variant (one of [`Error::KINDS`]).
     pub fn kind(&self) -> &'static str {
@@ -50,6 +68,7 @@ impl Error {
             Error::InvalidArgument(_) => "invalid_argument",
             Error::InvalidConfig(_) => "invalid_config",
             Error::Io(_) => "io",
+            Error::Grammar { .. } => "grammar",
             Error::Internal(_) => "internal",
         }
     }
@@ -62,6 +81,15 @@ impl Error {
     /// Shorthand for [`Error::InvalidConfig`] from anything string-like.
     pub fn invalid_config(message: impl Into<String>) -> Self {
         Error::InvalidConfig(message.into())
+    }
+
+    /// Shorthand for [`Error::Grammar`] at a 1-based `line` and `column`.
+    pub fn grammar(line: usize, column: usize, message: impl Into<String>) -> Self {
+        Error::Grammar {
+            line,
+            column,
+            message: message.into(),
+        }
     }
 
     /// Shorthand for [`Error::Internal`] from anything string-like.
@@ -109,6 +137,7 @@ mod tests {
             Error::invalid_argument("a"),
             Error::invalid_config("a2"),
             Error::Io(io::Error::other("b")),
+            Error::grammar(1, 2, "g"),
             Error::internal("c"),
         ];
         let kinds: Vec<&str> = samples.iter().map(Error::kind).collect();

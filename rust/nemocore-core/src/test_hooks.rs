@@ -21,6 +21,7 @@ pub fn sample_error(kind: &str) -> Error {
             io::ErrorKind::NotFound,
             "test hook: i/o failure",
         )),
+        "grammar" => Error::grammar(3, 7, "test hook: grammar error"),
         "internal" => Error::internal("test hook: internal error"),
         other => Error::invalid_argument(format!(
             "unknown error kind {other:?}; expected one of {:?}",

@@ -82,6 +82,7 @@ fn sample_errors_display_with_their_variant_prefix() {
         ("invalid_argument", "invalid argument: "),
         ("invalid_config", "invalid config: "),
         ("io", "I/O error: "),
+        ("grammar", "grammar error at line 3, column 7: "),
         ("internal", "internal error: "),
     ];
     assert_eq!(

@@ -9,8 +9,10 @@
 //!     ├── NemocoreInvalidArgumentError   Error::InvalidArgument
 //!     ├── NemocoreInvalidConfigError     Error::InvalidConfig (malformed or
 //!     │                                  unsupported tokenizer.json, ...)
-//!     └── NemocoreIoError                Error::Io (__cause__ is the OSError,
-//!                                        e.g. FileNotFoundError, with errno)
+//!     ├── NemocoreIoError                Error::Io (__cause__ is the OSError,
+//!     │                                  e.g. FileNotFoundError, with errno)
+//!     └── NemocoreGrammarError           Error::Grammar (attributes `line`,
+//!                                        `column`, 1-based, and `msg`)
 //! RuntimeError
 //! └── NemocoreInternalError              Error::Internal: a bug in nemocore,
 //!                                        including caught Rust panics
@@ -25,6 +27,7 @@
 
 use nemocore_core::Error;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::types::PyAnyMethods;
 use pyo3::{PyErr, Python, create_exception};
 
 create_exception!(
@@ -53,6 +56,12 @@ create_exception!(
 );
 create_exception!(
     nemocore._rs,
+    NemocoreGrammarError,
+    NemocoreError,
+    "A grammar is malformed or cannot be compiled; `line` and `column` (1-based) locate it."
+);
+create_exception!(
+    nemocore._rs,
     NemocoreInternalError,
     PyRuntimeError,
     "A bug in nemocore (broken invariant or caught Rust panic); please report it."
@@ -68,6 +77,20 @@ pub fn to_py(py: Python<'_>, err: Error) -> PyErr {
             let py_err = NemocoreIoError::new_err(message);
             // pyo3 maps io::ErrorKind to the OSError subclass (FileNotFoundError, ...).
             py_err.set_cause(py, Some(PyErr::from(io_err)));
+            py_err
+        }
+        Error::Grammar {
+            line,
+            column,
+            message: msg,
+        } => {
+            let py_err = NemocoreGrammarError::new_err(message);
+            let value = py_err.value(py);
+            // Attributes for callers that point an editor at the problem;
+            // setting attributes on a fresh exception object cannot fail.
+            let _ = value.setattr("line", line);
+            let _ = value.setattr("column", column);
+            let _ = value.setattr("msg", msg);
             py_err
         }
         Error::Internal(_) => NemocoreInternalError::new_err(message),
@@ -92,6 +115,7 @@ mod tests {
             ("invalid_argument", "NemocoreInvalidArgumentError"),
             ("invalid_config", "NemocoreInvalidConfigError"),
             ("io", "NemocoreIoError"),
+            ("grammar", "NemocoreGrammarError"),
             ("internal", "NemocoreInternalError"),
         ];
         assert_eq!(

@@ -37,7 +37,7 @@ mod nemocore_rs {
 
     #[pymodule_export]
     use crate::errors::{
-        NemocoreError, NemocoreInternalError, NemocoreInvalidArgumentError,
+        NemocoreError, NemocoreGrammarError, NemocoreInternalError, NemocoreInvalidArgumentError,
         NemocoreInvalidConfigError, NemocoreIoError,
     };
 
@@ -157,6 +157,7 @@ mod tests {
                 "NemocoreInvalidArgumentError",
                 "NemocoreInvalidConfigError",
                 "NemocoreIoError",
+                "NemocoreGrammarError",
                 "NemocoreInternalError",
             ] {
                 assert!(m.hasattr(class).unwrap(), "{class} not exported");
