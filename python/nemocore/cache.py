@@ -164,10 +164,22 @@ class HybridCache:
             conv.zero_()
             ssm.zero_()
 
-    def write_prefix(self, layer: int, k: Tensor, v: Tensor, start: int = 0) -> None:
+    def write_prefix(
+        self, layer: int, k: Tensor, v: Tensor, start: int = 0, lengths: Tensor | None = None
+    ) -> None:
         """Stores prompt keys and values of an attention layer: k, v (P, Hkv, L, D) at
         positions [start, start + L) of every prompt (chunked prefill continues at ``start``);
-        the prompts' prefix length becomes start + L."""
+        the prompts' prefix length becomes start + L.
+
+        ``lengths`` (P,) marks left-padded prompts: prompt p's real tokens are its last
+        ``lengths[p]`` positions; they are stored compacted at [start, start + lengths[p])
+        (the pads are dropped) and its prefix length becomes start + lengths[p]."""
+        if lengths is not None:
+            L = k.shape[2]
+            shift = (L - lengths.to(torch.int64)).clamp(0, L)  # (P,)
+            src = (torch.arange(L, device=k.device) + shift[:, None]).clamp(max=L - 1)
+            index = src[:, None, :, None].expand_as(k)
+            k, v = k.gather(2, index), v.gather(2, index)
         k_ctx, v_ctx, _, _ = self._kv(layer)
         if self.forked:
             raise CacheError("write_prefix: the prompts were already forked")
@@ -184,7 +196,10 @@ class HybridCache:
             )
         k_ctx[:P, :, start : start + L] = k
         v_ctx[:P, :, start : start + L] = v
-        self.ctx_lens[:P] = start + L
+        if lengths is None:
+            self.ctx_lens[:P] = start + L
+        else:
+            self.ctx_lens[:P] = start + lengths.to(self.ctx_lens.device, torch.int64)
 
     def mamba_states(self, layer: int) -> tuple[Tensor, Tensor]:
         """Views of the current samples' (conv_state (b, conv_dim, K), ssm_state (b, H, P, N))
@@ -226,7 +241,9 @@ class HybridCache:
                 f"got {tuple(k_new.shape)}"
             )
         lens = self.dec_lens[:b]
-        if b and int(lens.max()) + T > self.max_decode_len:
+        # the capacity check syncs with the device; a compiled decode step skips it (the
+        # caller sizes the cache for its whole loop, as nemocore.models.generate does)
+        if not torch.compiler.is_compiling() and b and int(lens.max()) + T > self.max_decode_len:
             raise CacheError(
                 f"append: {int(lens.max()) + T} decoded tokens exceed max_decode_len = "
                 f"{self.max_decode_len}"
