@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nemocore import ops
+from nemocore.models.backends import FAST_OPS
 from nemocore.models.config import NemotronHConfig
 
 
@@ -41,7 +41,7 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(c.hidden_size, self.Hkv * self.D, bias=False)
         self.v_proj = nn.Linear(c.hidden_size, self.Hkv * self.D, bias=False)
         self.o_proj = nn.Linear(self.H * self.D, c.hidden_size, bias=False)
-        self.ops = ops
+        self.ops = FAST_OPS
 
     def _qkv(self, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """u: (b, L, d) -> q (b, H, L, D), k and v (b, Hkv, L, D)."""

@@ -63,7 +63,7 @@ class Block(nn.Module):
         u = self.norm(x.to(self.norm.weight.dtype))
         if self.has_state:
             return x + self.mixer(u, mask, cache)
-        if self.use_reference:
+        if self.use_reference and self.char == "E":
             return x + self.mixer.reference_forward(u)
         return x + self.mixer(u)
 

@@ -325,7 +325,8 @@ class NemotronHConfig:
         if unknown:
             warnings.warn(f"NemotronHConfig: keeping unknown keys {sorted(unknown)} as extra")
             extra.update({k: d[k] for k in unknown})
-        for unused in ("layers_block_type", "mtp_layers_block_type", "num_hidden_layers"):
+        derived = ("layers_block_type", "mtp_layers_block_type", "num_hidden_layers")
+        for unused in (*derived, "model_type", "architectures"):
             extra.pop(unused, None)
         for act_key, act in (("mlp_hidden_act", "relu2"), ("mamba_hidden_act", "silu")):
             if extra.get(act_key, act) != act:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nemocore import ops
+from nemocore.models.backends import FAST_OPS
 from nemocore.models.config import NemotronHConfig
 
 
@@ -61,7 +61,7 @@ class Mamba2Mixer(nn.Module):
         self.D = nn.Parameter(torch.ones(self.H))
         self.norm = GatedRMSNorm(self.d_in, self.G, c.layer_norm_epsilon)
         self.out_proj = nn.Linear(self.d_in, c.hidden_size, bias=c.use_bias)
-        self.ops = ops  # nemocore.ops, or the pure-torch references (see reference.py)
+        self.ops = FAST_OPS  # or REFERENCE_OPS (see reference.py)
 
     def _split(self, zxbcdt: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         return zxbcdt.split([self.d_in, self.conv_dim, self.H], dim=-1)
