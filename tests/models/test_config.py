@@ -30,7 +30,8 @@ def test_transformers_reads_our_config_and_we_read_theirs(tmp_path):
     cfg.save(tmp_path)
     theirs = transformers.AutoConfig.from_pretrained(tmp_path)
     assert theirs.layers_block_type == cfg.layers_block_type
-    assert theirs.moe_latent_size == 32 and theirs.mamba_num_heads == cfg.mamba_num_heads
+    assert theirs.moe_latent_size == 32
+    assert theirs.mamba_num_heads == cfg.mamba_num_heads
     theirs.save_pretrained(tmp_path / "hf")
     back = NemotronHConfig.load(tmp_path / "hf")
     assert back.hybrid_override_pattern == cfg.hybrid_override_pattern
@@ -52,13 +53,14 @@ def test_legacy_spellings():
     }
     cfg = NemotronHConfig.from_dict(json.loads(json.dumps(d)))
     assert (cfg.n_groups, cfg.conv_kernel, cfg.chunk_size) == (2, 3, 64)
-    assert cfg.layer_norm_epsilon == 1e-6 and cfg.num_hidden_layers == 3
+    assert cfg.layer_norm_epsilon == 1e-6
+    assert cfg.num_hidden_layers == 3
     legacy_types = dict(d, layers_block_type=["mamba", "attention", "mlp"])
     assert NemotronHConfig.from_dict(legacy_types).hybrid_override_pattern == "M*-"
 
 
 @pytest.mark.parametrize(
-    "preset, in_proj_rows, layers",
+    ("preset", "in_proj_rows", "layers"),
     [
         (presets.nemotron_h_8b, 18560, (24, 4, 24, 0)),
         (presets.nemotron_nano_9b_v2, 22656, (27, 4, 25, 0)),
@@ -68,9 +70,12 @@ def test_legacy_spellings():
 )
 def test_presets_match_published_shapes(preset, in_proj_rows, layers):
     cfg = preset()
-    assert 2 * cfg.mamba_intermediate_size + 2 * cfg.n_groups * cfg.ssm_state_size + (
-        cfg.mamba_num_heads
-    ) == in_proj_rows
+    assert (
+        2 * cfg.mamba_intermediate_size
+        + 2 * cfg.n_groups * cfg.ssm_state_size
+        + (cfg.mamba_num_heads)
+        == in_proj_rows
+    )
     assert tuple(cfg.hybrid_override_pattern.count(c) for c in "M*-E") == layers
 
 

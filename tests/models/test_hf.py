@@ -9,10 +9,10 @@ import logging
 
 import pytest
 import torch
+from model_helpers import random_ids, tiny_model
 from safetensors.torch import load_file, save_file
 
 from nemocore.models import CheckpointError, NemotronHForCausalLM, load_pretrained
-from tests.models.conftest import random_ids, tiny_model
 
 transformers = pytest.importorskip("transformers")
 logging.getLogger("transformers").setLevel(logging.ERROR)
@@ -136,7 +136,8 @@ def test_bad_checkpoints_list_their_problems(tmp_path):
     with pytest.raises(CheckpointError) as err:
         load_pretrained(tmp_path)
     msg = str(err.value)
-    assert "backbone.layers.0.mixer.D" in msg and "backbone.layers.9.mixer.bogus" in msg
+    assert "backbone.layers.0.mixer.D" in msg
+    assert "backbone.layers.9.mixer.bogus" in msg
     assert "backbone.norm_f.weight: checkpoint (3,), model (64,)" in msg
     del sd["backbone.layers.3.mixer.experts.5.up_proj.weight"]
     save_file(sd, tmp_path / "model.safetensors", metadata={"format": "pt"})
@@ -147,5 +148,5 @@ def test_bad_checkpoints_list_their_problems(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="bad_block"):
         load_pretrained(tmp_path)
-    with pytest.raises(FileNotFoundError, match="config.json"):
+    with pytest.raises(FileNotFoundError, match=r"config\.json"):
         NemotronHForCausalLM.from_pretrained(tmp_path / "nowhere")

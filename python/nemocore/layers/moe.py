@@ -283,6 +283,8 @@ class MoE(nn.Module):
             y = self.fc2_latent_proj(y)
         if self.shared_experts is not None:
             y = y + self.shared_experts(x)
+        if route.aux_loss is not None:  # the same balancing-loss gradient as forward()
+            y = _AttachAuxLoss.apply(y, route.aux_loss)
         return y.reshape(shape)
 
 

@@ -63,7 +63,7 @@ class Attention(nn.Module):
         else:  # padded batch: SDPA with an explicit mask (prefill_attention is causal-only)
             attn_mask = padded_causal_mask(mask)
             o = F.scaled_dot_product_attention(
-                q, k, v, attn_mask, scale=self.scale, enable_gqa=self.H != self.Hkv
+                q, k, v, attn_mask, scale=self.scale, enable_gqa=self.Hkv != self.H
             )
         if cache is not None:
             lengths = None if mask is None else mask.sum(-1)

@@ -188,7 +188,9 @@ class NemotronHConfig:
                 f"n_groups = {self.n_groups} must divide mamba_num_heads = {self.mamba_num_heads}"
             )
         if len(self.dt_limit) != 2 or not 0 <= self.dt_limit[0] <= self.dt_limit[1]:
-            raise ConfigError(f"dt_limit: expected (lo, hi) with 0 <= lo <= hi, got {self.dt_limit}")
+            raise ConfigError(
+                f"dt_limit: expected (lo, hi) with 0 <= lo <= hi, got {self.dt_limit}"
+            )
         if self.num_nextn_predict_layers < 0:
             raise ConfigError("num_nextn_predict_layers: must be >= 0")
         if self.num_nextn_predict_layers and not self.mtp_hybrid_override_pattern:
@@ -298,7 +300,9 @@ class NemotronHConfig:
                 value = d.pop(old)
                 d.setdefault(new, value)
         if "layers_block_type" in d:
-            kwargs["hybrid_override_pattern"] = _pattern_of(d["layers_block_type"], "layers_block_type")
+            kwargs["hybrid_override_pattern"] = _pattern_of(
+                d["layers_block_type"], "layers_block_type"
+            )
             d.pop("hybrid_override_pattern", None)
         if "mtp_layers_block_type" in d:
             mtp = _pattern_of(d["mtp_layers_block_type"], "mtp_layers_block_type")
@@ -323,7 +327,9 @@ class NemotronHConfig:
         if unknown and strict:
             raise ConfigError(f"unknown config keys {sorted(unknown)} (pass strict=False to keep)")
         if unknown:
-            warnings.warn(f"NemotronHConfig: keeping unknown keys {sorted(unknown)} as extra")
+            warnings.warn(
+                f"NemotronHConfig: keeping unknown keys {sorted(unknown)} as extra", stacklevel=2
+            )
             extra.update({k: d[k] for k in unknown})
         derived = ("layers_block_type", "mtp_layers_block_type", "num_hidden_layers")
         for unused in (*derived, "model_type", "architectures"):

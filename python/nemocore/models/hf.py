@@ -91,7 +91,7 @@ def read_safetensors(path: str | Path) -> dict[str, Tensor]:
     tensors = {}
     for name in files:
         with safe_open(str(path / name), framework="pt") as f:
-            for key in f.keys():
+            for key in f.keys():  # noqa: SIM118 (safe_open is not a dict)
                 tensors[key] = f.get_tensor(key)
     return tensors
 
@@ -150,7 +150,9 @@ def load_pretrained(
         if emb is not None and not torch.equal(emb, sd["lm_head.weight"]):
             config.tie_word_embeddings = False  # transformers never ties: keep both heads
     if dtype is None:
-        dtype = sd["backbone.embeddings.weight"].dtype if "backbone.embeddings.weight" in sd else None
+        dtype = (
+            sd["backbone.embeddings.weight"].dtype if "backbone.embeddings.weight" in sd else None
+        )
     with torch.device("meta"):
         model = NemotronHForCausalLM(config)
     _check_tensors(model, sd)

@@ -48,7 +48,12 @@ class Mamba2Mixer(nn.Module):
         super().__init__()
         c = config
         self.layer_idx = layer_idx
-        self.H, self.P, self.N, self.G = c.mamba_num_heads, c.mamba_head_dim, c.ssm_state_size, c.n_groups
+        self.H, self.P, self.N, self.G = (
+            c.mamba_num_heads,
+            c.mamba_head_dim,
+            c.ssm_state_size,
+            c.n_groups,
+        )
         self.d_in, self.conv_dim, self.K = c.mamba_intermediate_size, c.conv_dim, c.conv_kernel
         self.chunk_size = c.chunk_size
         self.prefill_limit, self.decode_limit = c.prefill_dt_limit(), c.decode_dt_limit()
@@ -70,7 +75,7 @@ class Mamba2Mixer(nn.Module):
         """Full sequence (training, prefill). u: (b, L, d); mask: (b, L) 1 for real tokens
         (padded positions add nothing to the state, model.md 3.2); with ``cache`` the final
         conv and SSM states are stored in it. Returns (b, L, d)."""
-        b, L, _ = u.shape
+        L = u.shape[1]
         if mask is not None:
             u = u * mask[..., None].to(u.dtype)
         z, xBC, dt = self._split(self.in_proj(u))

@@ -166,16 +166,22 @@ class NemotronHForCausalLM(nn.Module):
         out.lm_loss = shifted_cross_entropy(out.logits, labels)
         out.loss = out.lm_loss
         if out.mtp_logits:
-            depth_losses = [
-                shifted_cross_entropy(logits, labels, shift=i + 1)
-                for i, logits in enumerate(out.mtp_logits)
+            depth_losses = [  # depth i, position n predicts token n + i + 1
+                shifted_cross_entropy(logits, labels, shift=depth + 1)
+                for depth, logits in enumerate(out.mtp_logits, start=1)
             ]
             out.mtp_loss = torch.stack(depth_losses).mean()
             out.loss = out.lm_loss + self.config.mtp_loss_scaling_factor * out.mtp_loss
 
     def _check_ids(self, input_ids: Tensor, attention_mask: Tensor | None) -> None:
-        if not isinstance(input_ids, Tensor) or input_ids.dim() != 2 or input_ids.is_floating_point():
-            raise ValueError(f"input_ids: expected a (batch, seqlen) integer tensor, got {input_ids!r}")
+        if (
+            not isinstance(input_ids, Tensor)
+            or input_ids.dim() != 2
+            or input_ids.is_floating_point()
+        ):
+            raise ValueError(
+                f"input_ids: expected a (batch, seqlen) integer tensor, got {input_ids!r}"
+            )
         if input_ids.shape[1] == 0:
             raise ValueError("input_ids: empty sequence (seqlen 0)")
         if attention_mask is not None and attention_mask.shape != input_ids.shape:
