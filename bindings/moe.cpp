@@ -73,7 +73,8 @@ const int64_t* index_of(const TensorView& t, const char* name, const std::vector
 }
 
 void grouped_mm(const py::handle& a_obj, const py::handle& b_obj, const py::handle& offsets,
-                const py::handle& out_obj, bool trans_b, int num_threads, uintptr_t stream) {
+                const py::handle& out_obj, bool trans_b, int num_threads, uintptr_t stream,
+                const py::handle& a_rows_obj) {
   const TensorView a = view_of(a_obj, "a"), b = view_of(b_obj, "b");
   check(a.dim() == 2, "a: expected (tokens, k), got " + a.describe());
   check_float_dtype(a, "a");
@@ -82,6 +83,12 @@ void grouped_mm(const py::handle& a_obj, const py::handle& b_obj, const py::hand
       "b: expected (num_experts, k, n) (or (num_experts, n, k) with trans_b), got " + b.describe());
   GroupedMmParams p;
   p.rows = a.size(0), p.k = a.size(1), p.io_dtype = a.dtype;
+  if (!a_rows_obj.is_none()) {  // gathered rows: the grouped operand is a[a_rows]
+    const TensorView a_rows = view_of(a_rows_obj, "a_rows");
+    check(a_rows.dim() == 1, "a_rows: expected (rows,) int64, got " + a_rows.describe());
+    p.rows = a_rows.size(0);
+    p.a_rows = index_of(a_rows, "a_rows", {p.rows}, a.size(0), a);
+  }
   p.offsets = offsets_of(offsets, p.rows, a, p.num_experts);
   const int kdim = trans_b ? 2 : 1, ndim = trans_b ? 1 : 2;
   p.n = b.size(ndim);
@@ -223,7 +230,9 @@ void moe_sort(const py::handle& ids_obj, const py::handle& counts_obj, const py:
 void register_moe(py::module_& m) {
   m.def("grouped_mm", &grouped_mm, py::arg("a"), py::arg("b"), py::arg("offsets"), py::arg("out"),
         py::arg("trans_b"), py::arg("num_threads"), py::arg("stream"),
-        "out[rows of e] = a[rows of e] @ b[e] (b[e]^T with trans_b); offsets: (E + 1,) int64.");
+        py::arg("a_rows") = py::none(),
+        "out[rows of e] = a[rows of e] @ b[e] (b[e]^T with trans_b); offsets: (E + 1,) int64; "
+        "with a_rows (rows,) int64, the grouped operand is a[a_rows] (gathered in the load).");
   m.def("grouped_mm_wgrad", &grouped_mm_wgrad, py::arg("x"), py::arg("y"), py::arg("offsets"),
         py::arg("out"), py::arg("num_threads"), py::arg("stream"),
         "out[e] = x[rows of e]^T @ y[rows of e] (the weight gradient of grouped_mm).");

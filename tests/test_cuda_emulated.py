@@ -5,7 +5,8 @@ host compiler against tests/cuda_emu/emu.h (threads as coroutines, real barriers
 every kernel path against a float64 reference (tests/cuda_emu/causal_conv1d_emu.cpp for conv1d,
 tests/cuda_emu/ssd_emu.cpp for the SSD forward scan and decode step, ssd_bwd_emu.cpp for the SSD
 backward, tests/cuda_emu/moe_emu.cpp for the MoE grouped GEMMs and permute kernels,
-tests/cuda_emu/attention_emu.cpp for decode attention). Needs
+moe_sm90_emu.cpp for the Hopper (wgmma) grouped GEMM, tests/cuda_emu/attention_emu.cpp for
+decode attention). Needs
 g++ and the CUDA headers (the nvidia-cuda-* wheels of requirements/dev.txt, or a toolkit).
 """
 
@@ -60,6 +61,8 @@ def compile_emulated(source: str, out: Path) -> Path:
         ("ssd_bwd_emu.cpp", "reverse"),
         ("moe_emu.cpp", "forward"),  # MoE: grouped GEMMs (emulated mma fragments), permute
         ("moe_emu.cpp", "reverse"),
+        ("moe_sm90_emu.cpp", "forward"),  # Hopper grouped GEMM: lazy cp.async/wgmma, swizzle
+        ("moe_sm90_emu.cpp", "reverse"),
         ("attention_emu.cpp", "forward"),  # decode attention: split-KV partials, LSE merge
         ("attention_emu.cpp", "reverse"),
     ],

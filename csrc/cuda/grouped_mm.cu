@@ -32,6 +32,9 @@
 
 #include "cuda/common/mma.cuh"
 #include "cuda/moe_common.cuh"
+#ifdef NEMOCORE_WITH_CUDA_SM90A
+#include "cuda/grouped_mm_sm90.h"
+#endif
 
 namespace nemocore::cuda {
 namespace {
@@ -58,12 +61,18 @@ constexpr int kLd = Tile<T>::BK + kVecElts<T>;  // shared-memory row length, pad
 // bit 1 uses 16-byte vectors along that axis.
 enum LoadMode : int { kElemK = 0, kElemR = 1, kVecK = 2, kVecR = 3 };
 
-// A rows x k operand: element (r, k) at ptr[r * rs + k * ks]; rows valid rows in the tile.
+// A rows x k operand: element (r, k) at ptr[r * rs + k * ks], or ptr[index[r] * rs + k * ks]
+// with a row index (the gathered a of grouped_mm); rows valid rows in the tile.
 template <typename T>
 struct Operand {
   const T* ptr;
   int64_t rs, ks, rows;
   int mode;
+  const int64_t* index = nullptr;
+
+  __device__ __forceinline__ const T* row(int64_t r) const {
+    return ptr + (index != nullptr ? index[r] : r) * rs;
+  }
 };
 
 // ---- device code ----------------------------------------------------------------------------
@@ -98,13 +107,13 @@ struct Slice {
       coords(threadIdx.x + i * kThreads, rfast, r, kk);
       const int64_t k = k0 + kk;
       if (vec && (rfast ? r + V <= op.rows && k < k_len : r < op.rows && k + V <= k_len)) {
-        v[i] = *reinterpret_cast<const Vec<T>*>(op.ptr + r * op.rs + k * op.ks);
+        v[i] = *reinterpret_cast<const Vec<T>*>(op.row(r) + k * op.ks);  // kVecR: no index
         continue;
       }
 #pragma unroll
       for (int j = 0; j < V; ++j) {
         const int64_t rj = rfast ? r + j : r, kj = rfast ? k : k + j;
-        v[i].v[j] = rj < op.rows && kj < k_len ? op.ptr[rj * op.rs + kj * op.ks] : zero;
+        v[i].v[j] = rj < op.rows && kj < k_len ? op.row(rj)[kj * op.ks] : zero;
       }
     }
   }
@@ -252,9 +261,14 @@ __global__ void __launch_bounds__(kThreads)
   }
   const int64_t row0 = off[lo] + (slot - off[lo] / BM - lo) * BM, row_end = off[lo + 1];
   if (row0 >= row_end) return;  // a gap: the whole block leaves before any barrier
-  const T* a = static_cast<const T*>(p.a) + row0 * p.a_row_stride;
+  const T* a = static_cast<const T*>(p.a);
   const T* b = static_cast<const T*>(p.b) + lo * p.b_expert_stride + n0 * p.b_n_stride;
-  const Operand<T> oa{a, p.a_row_stride, p.a_col_stride, min64(BM, row_end - row0), a_mode};
+  const Operand<T> oa{p.a_rows != nullptr ? a : a + row0 * p.a_row_stride,
+                      p.a_row_stride,
+                      p.a_col_stride,
+                      min64(BM, row_end - row0),
+                      a_mode,
+                      p.a_rows != nullptr ? p.a_rows + row0 : nullptr};
   const Operand<T> ob{b, p.b_n_stride, p.b_k_stride, min64(BN, p.n - n0), b_mode};
   gemm_tile<T>(oa, ob, p.k, static_cast<T*>(p.out) + row0 * p.n + n0, p.n);
 }
@@ -313,8 +327,30 @@ void launch_grouped_mm_wgrad(const GroupedMmWgradParams& p) {
 
 // ---- dispatch -------------------------------------------------------------------------------
 
+#ifdef NEMOCORE_WITH_CUDA_SM90A
+// True on compute capability 9.0 devices (the sm_90a code runs nowhere else), unless
+// NEMOCORE_WGMMA=0 asks for the portable kernel (for comparisons).
+bool use_wgmma() {
+  static const bool disabled = [] {
+    const char* env = std::getenv("NEMOCORE_WGMMA");
+    return env != nullptr && std::string(env) == "0";
+  }();
+  int device = 0, major = 0, minor = 0;
+  if (disabled || cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return major == 9 && minor == 0;
+}
+#endif
+
 void grouped_mm(const GroupedMmParams& p) {
   if (p.rows == 0 || p.n == 0 || p.num_experts == 0) return;  // no output element
+#ifdef NEMOCORE_WITH_CUDA_SM90A
+  if (grouped_mm_sm90_supports(p) && use_wgmma()) return grouped_mm_sm90(p);
+#endif
   dispatch_float_io(p.io_dtype, "grouped_mm",
                     [&](auto tag) { launch_grouped_mm<typename decltype(tag)::type>(p); });
 }

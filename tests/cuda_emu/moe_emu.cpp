@@ -66,6 +66,7 @@ struct GmmCase {
   int64_t k, n;
   bool trans_b;
   ALayout a_layout;
+  bool gather = false;  // rows of a through an index into a larger a (the fused permute)
 };
 
 template <typename T>
@@ -74,11 +75,15 @@ void test_grouped_mm(const GmmCase& c, double tol) {
   const int64_t E = c.counts.size(), T_ = off.back(), K = c.k, N = c.n;
   where = std::string("grouped_mm ") + name_of<T>() + " T=" + std::to_string(T_) +
           " K=" + std::to_string(K) + " N=" + std::to_string(N) + (c.trans_b ? " trans_b" : "") +
-          " layout=" + std::to_string(c.a_layout);
+          " layout=" + std::to_string(c.a_layout) + (c.gather ? " gather" : "");
+  const int64_t src_rows = c.gather ? T_ + 3 : T_;
   const int64_t a_rs = c.a_layout == kColMajor ? 1 : c.a_layout == kPadded ? K + 4 : K;
-  const int64_t a_cs = c.a_layout == kColMajor ? T_ : 1;
-  Buf<T> a(c.a_layout == kColMajor ? K * T_ : T_ * a_rs, c.a_layout == kMisaligned ? 1 : 0);
+  const int64_t a_cs = c.a_layout == kColMajor ? src_rows : 1;
+  Buf<T> a(c.a_layout == kColMajor ? K * src_rows : src_rows * a_rs,
+           c.a_layout == kMisaligned ? 1 : 0);
   a.randomize();
+  std::vector<int64_t> a_rows(T_);
+  for (int64_t r = 0; r < T_; ++r) a_rows[r] = c.gather ? int64_t(rng() % src_rows) : r;
   // b is (E, K, N), or (E, N, K) with trans_b; padded layouts also pad the expert stride.
   const int64_t b_es = K * N + (c.a_layout == kPadded ? 8 : 0);
   Buf<T> b(E * b_es);
@@ -88,6 +93,7 @@ void test_grouped_mm(const GmmCase& c, double tol) {
   GroupedMmParams p;
   p.rows = T_, p.k = K, p.n = N, p.num_experts = E, p.io_dtype = dtype_of<T>();
   p.a = a.data(), p.a_row_stride = a_rs, p.a_col_stride = a_cs;
+  p.a_rows = c.gather ? a_rows.data() : nullptr;
   p.b = b.data(), p.b_expert_stride = b_es;
   p.b_k_stride = c.trans_b ? 1 : N, p.b_n_stride = c.trans_b ? K : 1;
   p.offsets = off.data(), p.out = out.data();
@@ -98,7 +104,7 @@ void test_grouped_mm(const GmmCase& c, double tol) {
       for (int64_t j = 0; j < N; ++j) {
         double want = 0;
         for (int64_t q = 0; q < K; ++q)
-          want += to_d(a[r * a_rs + q * a_cs]) *
+          want += to_d(a[a_rows[r] * a_rs + q * a_cs]) *
                   to_d(b[e * b_es + q * p.b_k_stride + j * p.b_n_stride]);
         expect_close(to_d(out[r * N + j]), want, tol, "out", r * N + j);
       }
@@ -261,6 +267,8 @@ void run_all(bool quick, double tol) {
       {{70}, 72, 136, false, kContig},      // E = 1, several k slices, two n tiles (bf16)
       {{0, 0, 0}, 40, 24, false, kContig},  // rows = 0
       {{3, 0, 2}, 0, 24, true, kContig},    // k = 0: zeros
+      {uneven, 40, 24, true, kContig, true},     // gathered rows (the fused permute), vectors
+      {uneven, 24, 17, false, kColMajor, true},  // gathered rows of a column-major a
   };
   if (!quick) gmm.push_back({{200, 3, 0, 129, 64}, 100, 150, true, kPadded});
   for (const GmmCase& c : gmm) test_grouped_mm<T>(c, tol);

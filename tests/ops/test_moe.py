@@ -164,6 +164,68 @@ def test_grouped_mm_isa_variants_and_threads_agree(isa):
     assert torch.equal(one_thread, multi)  # a thread count never changes a result
 
 
+# ---- grouped_mm with gathered rows (the permute fused into the GEMM's load) --------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("trans_b", [False, True], ids=["b", "bT"])
+@pytest.mark.parametrize("strided", [False, True], ids=["contig", "colmajor"])
+def test_grouped_mm_gathered_equals_gather_then_gemm(device, dtype, trans_b, strided):
+    T, E, k, K, N = 23, 6, 3, 24, 17
+    ids = _routing(T, E, k, device)
+    row_id_map, token_of_row, counts = ops.moe_sort(ids, E)
+    x = torch.randn(T, K, dtype=dtype, device=device)
+    if strided:  # column-major tokens
+        x = x.T.contiguous().T
+    b = torch.randn(*((E, N, K) if trans_b else (E, K, N)), dtype=dtype, device=device)
+    fused = ops.grouped_mm(x, b, counts, trans_b=trans_b, a_rows=token_of_row)
+    permuted, permute_map, _ = ops.moe_permute(x, ids, E)
+    assert torch.equal(x[token_of_row], permuted)
+    assert torch.equal(row_id_map, permute_map)
+    unfused = ops.grouped_mm(permuted, b, counts, trans_b=trans_b)
+    torch.testing.assert_close(fused, unfused, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("trans_b", [False, True], ids=["b", "bT"])
+def test_grouped_mm_gathered_backward(device, trans_b):
+    T, E, k, K, N = 19, 5, 2, 12, 7
+    ids = _routing(T, E, k, device)
+    _, rows, counts = ops.moe_sort(ids, E)
+    x = torch.randn(T, K, device=device, requires_grad=True)
+    b = torch.randn(*((E, N, K) if trans_b else (E, K, N)), device=device, requires_grad=True)
+    out = ops.grouped_mm(x, b, counts, trans_b=trans_b, a_rows=rows)
+    g = torch.randn_like(out)
+    dx, db = torch.autograd.grad(out, (x, b), g)
+    x64, b64 = x.detach().double().requires_grad_(), b.detach().double().requires_grad_()
+    want = ref.grouped_mm(x64[rows], b64, counts, trans_b)
+    tx, tb = torch.autograd.grad(want, (x64, b64), g.double())
+    torch.testing.assert_close(dx.double(), tx, rtol=0, atol=1e-5 * _scale(tx))
+    torch.testing.assert_close(db.double(), tb, rtol=0, atol=1e-5 * _scale(tb))
+
+
+def test_grouped_mm_gathered_gradcheck_and_opcheck():
+    x = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3, 4, 5, dtype=torch.float64, requires_grad=True)
+    rows, counts = torch.tensor([0, 5, 5, 2, 1, 0, 3]), torch.tensor([2, 0, 5])
+    assert torch.autograd.gradcheck(
+        lambda x, b: ops.grouped_mm(x, b, counts, trans_b=True, a_rows=rows), (x, b)
+    )
+    torch.library.opcheck(
+        torch.ops.nemocore.grouped_mm_gathered.default,
+        (x.detach().float(), rows, b.detach().float(), counts, True),
+    )
+
+
+def test_grouped_mm_gathered_bad_input():
+    x, b = torch.randn(4, 8), torch.randn(2, 8, 3)
+    with pytest.raises(ValueError, match="a_rows: entry 1 is 4, outside"):
+        ops.grouped_mm(x, b, torch.tensor([1, 1]), a_rows=torch.tensor([0, 4]))
+    with pytest.raises(ValueError, match="sums to 2, but a has 3 rows"):
+        ops.grouped_mm(x, b, torch.tensor([1, 1]), a_rows=torch.tensor([0, 1, 2]))
+    with pytest.raises(TypeError, match="a_rows: expected dtype"):
+        ops.grouped_mm(x, b, torch.tensor([1, 1]), a_rows=torch.tensor([0.0, 1.0]))
+
+
 # ---- permute / unpermute ----------------------------------------------------------------------
 
 

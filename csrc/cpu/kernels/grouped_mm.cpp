@@ -97,7 +97,9 @@ void grouped_mm_impl(const GroupedMmParams& p) {
   parallel_for(static_cast<int64_t>(blocks.size()), p.num_threads, [&](int64_t i) {
     const Block& blk = blocks[i];
     const int64_t r0 = p.offsets[blk.expert] + blk.r0;
-    const gmm::View<T> av{a + r0 * p.a_row_stride, p.a_row_stride, p.a_col_stride};
+    const gmm::View<T> av =
+        p.a_rows != nullptr ? gmm::View<T>{a, p.a_row_stride, p.a_col_stride, p.a_rows + r0}
+                            : gmm::View<T>{a + r0 * p.a_row_stride, p.a_row_stride, p.a_col_stride};
     const gmm::View<T> bv{b + blk.expert * p.b_expert_stride + blk.c0 * p.b_n_stride, p.b_k_stride,
                           p.b_n_stride};
     gmm::block_gemm<T, A>(blk.rows, blk.cols, p.k, av, bv, out + r0 * p.n + blk.c0, p.n);

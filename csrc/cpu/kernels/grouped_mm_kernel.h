@@ -137,11 +137,15 @@ inline void edge_tile(int64_t kc, const A* ap, const A* bp, A* c, int64_t ldc, i
   for (int64_t i = 0; i < mr; ++i) std::memcpy(c + i * ldc, tmp + i * NR, nr * sizeof(A));
 }
 
-// A strided io-typed matrix: element (i, j) is p[i * rs + j * cs].
+// A strided io-typed matrix: element (i, j) is p[i * rs + j * cs], or p[rows[i] * rs + j * cs]
+// when the rows are gathered through an index (only a's view of grouped_mm has one).
 template <typename T>
 struct View {
   const T* p;
   int64_t rs, cs;
+  const int64_t* rows = nullptr;
+
+  const T* row(int64_t i) const { return p + (rows != nullptr ? rows[i] : i) * rs; }
 };
 
 // N contiguous elements widened to A; __restrict so the compiler vectorises the copy.
@@ -303,7 +307,7 @@ void pack_a(int64_t mc, int64_t kc, View<T> a, A* dst) {
   constexpr int64_t MR = Tile<A>::MR;
   for (int64_t i0 = 0; i0 < mc; i0 += MR, dst += kc * MR) {
     const int64_t mr = std::min(MR, mc - i0);
-    if (a.rs == 1 || a.cs != 1) {
+    if (a.rows == nullptr && (a.rs == 1 || a.cs != 1)) {
       // The rows of the panel sit side by side (a transposed): read each k's MR values at once.
       for (int64_t k = 0; k < kc; ++k) {
         const T* src = a.p + i0 * a.rs + k * a.cs;
@@ -312,8 +316,12 @@ void pack_a(int64_t mc, int64_t kc, View<T> a, A* dst) {
     } else {
       for (int64_t i = 0; i < MR; ++i) {
         if (i < mr) {
-          const T* src = a.p + (i0 + i) * a.rs;
-          for (int64_t k = 0; k < kc; ++k) dst[k * MR + i] = to_acc<A>(src[k]);
+          const T* src = a.row(i0 + i);
+          if (a.cs == 1) {
+            for (int64_t k = 0; k < kc; ++k) dst[k * MR + i] = to_acc<A>(src[k]);
+          } else {  // gathered rows of a column-major a
+            for (int64_t k = 0; k < kc; ++k) dst[k * MR + i] = to_acc<A>(src[k * a.cs]);
+          }
         } else {
           for (int64_t k = 0; k < kc; ++k) dst[k * MR + i] = A(0);
         }
@@ -438,7 +446,7 @@ void block_gemm(int64_t mb, int64_t ncols, int64_t K, View<T> a, View<T> b, T* o
   // a's block is packed once per KC slice and serves every column block of the item.
   for (int64_t k0 = 0; k0 < K; k0 += kKC) {
     const int64_t kc = std::min(kKC, K - k0);
-    pack_a<T, A>(mb, kc, View<T>{a.p + k0 * a.cs, a.rs, a.cs}, apack);
+    pack_a<T, A>(mb, kc, View<T>{a.p + k0 * a.cs, a.rs, a.cs, a.rows}, apack);
     for (int64_t j0 = 0; j0 < ncols; j0 += nb) {
       const int64_t nbj = std::min(nb, ncols - j0);
       pack_b<T, A>(kc, nbj, View<T>{b.p + k0 * b.rs + j0 * b.cs, b.rs, b.cs}, bpack);

@@ -29,4 +29,15 @@ void launch_kernel(const char* name, void (*kernel)(Params...), unsigned grid, d
   check_launch(name);
 }
 
+// The same with `smem_bytes` of dynamic shared memory (raising the kernel's limit past 48 KiB
+// first, which the runtime requires for larger requests).
+template <typename... Params, typename... Args>
+void launch_kernel_smem(const char* name, void (*kernel)(Params...), unsigned grid, dim3 block,
+                        int smem_bytes, cudaStream_t stream, Args&&... args) {
+  check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes),
+             name);
+  kernel<<<grid, block, smem_bytes, stream>>>(std::forward<Args>(args)...);
+  check_launch(name);
+}
+
 }  // namespace nemocore::cuda

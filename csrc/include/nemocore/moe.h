@@ -28,8 +28,12 @@ struct GroupedMmParams {
   int64_t rows = 0, k = 0, n = 0, num_experts = 0;
   DType io_dtype = DType::kFloat32;
 
-  const void* a = nullptr;  // (T, K), io
+  const void* a = nullptr;  // (T, K), io; with a_rows: (any rows, K)
   int64_t a_row_stride = 0, a_col_stride = 0;
+  // (T,) or nullptr: row r of the grouped operand is a[a_rows[r]] (the MoE permute fused into
+  // the GEMM's load, so the permuted copy of the activations is never written). On the kernel's
+  // device; every entry a valid row of a (the binding checks it on the CPU).
+  const int64_t* a_rows = nullptr;
   const void* b = nullptr;  // logical (E, K, N), io
   int64_t b_expert_stride = 0, b_k_stride = 0, b_n_stride = 0;
   const int64_t* offsets = nullptr;  // (E + 1,) on the kernel's device

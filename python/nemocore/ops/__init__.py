@@ -13,7 +13,7 @@ from nemocore.ops.attention import (
     prefill_attention,
 )
 from nemocore.ops.causal_conv1d import causal_conv1d_fn, causal_conv1d_update
-from nemocore.ops.moe import grouped_mm, moe_permute, moe_unpermute
+from nemocore.ops.moe import grouped_mm, moe_permute, moe_sort, moe_unpermute
 from nemocore.ops.ssd import mamba_chunk_scan_combined, selective_state_update
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "grouped_mm",
     "mamba_chunk_scan_combined",
     "moe_permute",
+    "moe_sort",
     "moe_unpermute",
     "prefill_attention",
     "selective_state_update",

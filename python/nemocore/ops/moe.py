@@ -99,7 +99,57 @@ def _grouped_mm_backward(ctx, dout):
 _grouped_mm.register_autograd(_grouped_mm_backward, setup_context=_grouped_mm_setup)
 
 
-def grouped_mm(a: Tensor, b: Tensor, batch_sizes: Tensor, trans_b: bool = False) -> Tensor:
+@torch.library.custom_op("nemocore::grouped_mm_gathered", mutates_args=())
+def _grouped_mm_gathered(
+    a: Tensor, a_rows: Tensor, b: Tensor, batch_sizes: Tensor, trans_b: bool
+) -> Tensor:
+    n = b.shape[1] if trans_b else b.shape[2]
+    out = torch.empty((a_rows.shape[0], n), dtype=a.dtype, device=a.device)
+    threads, stream = _native.launch_args(a.device)
+    offsets = _offsets(batch_sizes, a.device)
+    _native.kernels().grouped_mm(a, b, offsets, out, trans_b, threads, stream, a_rows)
+    return out
+
+
+@_grouped_mm_gathered.register_fake
+def _(a, a_rows, b, batch_sizes, trans_b):
+    return a.new_empty((a_rows.shape[0], b.shape[1] if trans_b else b.shape[2]))
+
+
+def _gathered_setup(ctx, inputs, output):
+    a, a_rows, b, batch_sizes, trans_b = inputs
+    ctx.save_for_backward(a, a_rows, b, batch_sizes)
+    ctx.trans_b = trans_b
+
+
+def _gathered_backward(ctx, dout):
+    a, a_rows, b, batch_sizes = ctx.saved_tensors
+    dout = dout.contiguous()
+    da = db = None
+    if ctx.needs_input_grad[0]:  # the gradient of each gathered row goes back to its source row
+        drows = _grouped_mm(dout, b, batch_sizes, not ctx.trans_b)
+        da = torch.zeros_like(a).index_add_(0, a_rows, drows)
+    if ctx.needs_input_grad[2]:
+        rows = _gather(a, a_rows, None)
+        db = (
+            _grouped_mm_wgrad(dout, rows, batch_sizes)
+            if ctx.trans_b
+            else _grouped_mm_wgrad(rows, dout, batch_sizes)
+        )
+    return da, None, db, None, None
+
+
+_grouped_mm_gathered.register_autograd(_gathered_backward, setup_context=_gathered_setup)
+
+
+def grouped_mm(
+    a: Tensor,
+    b: Tensor,
+    batch_sizes: Tensor,
+    trans_b: bool = False,
+    *,
+    a_rows: Tensor | None = None,
+) -> Tensor:
     """One matmul per expert over the expert's rows, as a single op (grouped_gemm's ``gmm``).
 
     Args:
@@ -109,10 +159,16 @@ def grouped_mm(a: Tensor, b: Tensor, batch_sizes: Tensor, trans_b: bool = False)
             (out, in) stack); same dtype and device as ``a``.
         batch_sizes: (E,) int64 rows per expert, on the CPU (as in grouped_gemm); zeros allowed.
         trans_b: multiply by ``b[e].T``.
+        a_rows: (R,) int64 row indices into ``a``, or None. With it the grouped operand is
+            ``a[a_rows]`` (R rows sorted by expert) gathered inside the GEMM's load, so the MoE
+            permute never writes its (R, K) copy: pass the tokens (T, K) as ``a`` and
+            ``moe_permute``'s source token of each row. Its gradient adds the rows back with
+            ``index_add_`` (deterministic on the CPU; on CUDA when
+            ``torch.use_deterministic_algorithms`` is on).
 
     Returns:
-        (T, N) in ``a``'s dtype: ``out[rows of e] = a[rows of e] @ b[e]`` (``b[e].T``),
-        accumulated in float32 (float64). Differentiable in ``a`` and ``b``.
+        (T, N) ((R, N) with ``a_rows``) in ``a``'s dtype: ``out[rows of e] = a[rows of e] @
+        b[e]`` (``b[e].T``), accumulated in float32 (float64). Differentiable in ``a`` and ``b``.
     """
     _checks.tensor(a, "a", ndim=2, dtypes=_checks.FLOAT_DTYPES)
     _checks.tensor(b, "b", ndim=3, dtypes=(a.dtype,), device=a.device)
@@ -124,8 +180,17 @@ def grouped_mm(a: Tensor, b: Tensor, batch_sizes: Tensor, trans_b: bool = False)
             f"b: expected {layout} with k = a.shape[1] = {a.shape[1]}, got {_checks.describe(b)}"
             + ("" if trans_b else "; pass trans_b=True for (out, in) weights")
         )
-    batch_sizes = _batch_sizes(batch_sizes, E, a.shape[0])
-    return _grouped_mm(a, b, batch_sizes, bool(trans_b))
+    if a_rows is None:
+        return _grouped_mm(a, b, _batch_sizes(batch_sizes, E, a.shape[0]), bool(trans_b))
+    _checks.tensor(a_rows, "a_rows", ndim=1, dtypes=(torch.int64,), device=a.device)
+    if a.is_cuda and a_rows.numel() and not torch.compiler.is_compiling():
+        lo, hi = int(a_rows.min()), int(a_rows.max())  # the CPU kernel checks its own
+        if lo < 0 or hi >= a.shape[0]:
+            raise ValueError(
+                f"a_rows: row indices must lie in [0, a.shape[0] = {a.shape[0]}), got {lo}..{hi}"
+            )
+    batch_sizes = _batch_sizes(batch_sizes, E, a_rows.shape[0])
+    return _grouped_mm_gathered(a, a_rows.contiguous(), b, batch_sizes, bool(trans_b))
 
 
 def _batch_sizes(batch_sizes: Tensor, num_experts: int, rows: int) -> Tensor:
@@ -199,12 +264,10 @@ def _source_rows(row_id_map: Tensor) -> Tensor:
 # ---- permute ----------------------------------------------------------------------------------
 
 
-@torch.library.custom_op("nemocore::moe_permute", mutates_args=())
-def _moe_permute(
-    hidden: Tensor, topk_ids: Tensor, num_experts: int
-) -> tuple[Tensor, Tensor, Tensor]:
+@torch.library.custom_op("nemocore::moe_sort", mutates_args=())
+def _moe_sort(topk_ids: Tensor, num_experts: int) -> tuple[Tensor, Tensor, Tensor]:
     T, k = topk_ids.shape
-    if hidden.is_cuda:  # a stable sort keeps token order within an expert, like the CPU's
+    if topk_ids.is_cuda:  # a stable sort keeps token order within an expert, like the CPU's
         flat = topk_ids.reshape(-1)
         source = torch.sort(flat, stable=True).indices
         row_id_map = _source_rows(source.reshape(T, k))  # the inverse of the inverse
@@ -213,10 +276,27 @@ def _moe_permute(
         counts = torch.empty(num_experts, dtype=torch.int64)
         row_id_map = torch.empty((T, k), dtype=torch.int64)
         source = torch.empty(T * k, dtype=torch.int64)
-        threads, _ = _native.launch_args(hidden.device)
+        threads, _ = _native.launch_args(topk_ids.device)
         _native.kernels().moe_sort(topk_ids.contiguous(), counts, row_id_map, source, threads)
-    permuted = _gather(hidden, torch.div(source, k, rounding_mode="floor"), None)
-    return permuted, row_id_map.reshape(T, k), counts
+    return row_id_map.reshape(T, k), torch.div(source, k, rounding_mode="floor"), counts
+
+
+@_moe_sort.register_fake
+def _(topk_ids, num_experts):
+    T, k = topk_ids.shape
+    return (
+        topk_ids.new_empty((T, k), dtype=torch.int64),
+        topk_ids.new_empty((T * k,), dtype=torch.int64),
+        torch.empty(num_experts, dtype=torch.int64, device="cpu"),
+    )
+
+
+@torch.library.custom_op("nemocore::moe_permute", mutates_args=())
+def _moe_permute(
+    hidden: Tensor, topk_ids: Tensor, num_experts: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    row_id_map, token_of_row, counts = _moe_sort(topk_ids, num_experts)
+    return _gather(hidden, token_of_row, None), row_id_map, counts
 
 
 @_moe_permute.register_fake
@@ -283,6 +363,32 @@ def moe_permute(
                 f"got ids from {lo} to {hi}"
             )
     return _moe_permute(hidden, topk_ids, int(num_experts))
+
+
+def moe_sort(topk_ids: Tensor, num_experts: int) -> tuple[Tensor, Tensor, Tensor]:
+    """``moe_permute``'s routing without the copy, for ``grouped_mm(..., a_rows=...)``.
+
+    Args:
+        topk_ids: (T, k) int32 or int64 expert ids in [0, num_experts).
+        num_experts: E.
+
+    Returns:
+        row_id_map: (T, k) int64, as from ``moe_permute``.
+        token_of_row: (T*k,) int64, the token each permuted row copies (``moe_permute``'s
+            ``permuted == hidden[token_of_row]``), on topk_ids' device.
+        tokens_per_expert: (E,) int64 on the CPU.
+    """
+    _checks.tensor(topk_ids, "topk_ids", ndim=2, dtypes=_ID_DTYPES)
+    if num_experts < 1:
+        raise ValueError(f"num_experts: must be >= 1, got {num_experts}")
+    if topk_ids.numel() and topk_ids.is_cuda and not torch.compiler.is_compiling():
+        lo, hi = int(topk_ids.min()), int(topk_ids.max())  # the CPU kernel checks its own
+        if lo < 0 or hi >= num_experts:
+            raise ValueError(
+                f"topk_ids: expert ids must lie in [0, num_experts = {num_experts}), "
+                f"got ids from {lo} to {hi}"
+            )
+    return _moe_sort(topk_ids, int(num_experts))
 
 
 # ---- unpermute --------------------------------------------------------------------------------

@@ -32,4 +32,12 @@ void launch_kernel(const char* name, void (*kernel)(Params...), unsigned grid, d
   }
 }
 
+// Dynamic shared memory is a static host buffer here (tests/cuda_emu/cuda/common/sm90.cuh).
+template <typename... Params, typename... Args>
+void launch_kernel_smem(const char* name, void (*kernel)(Params...), unsigned grid, dim3 block,
+                        int smem_bytes, cudaStream_t stream, Args&&... args) {
+  if (smem_bytes > 227 * 1024) throw std::runtime_error("more dynamic shared memory than sm_90 has");
+  launch_kernel(name, kernel, grid, block, stream, std::forward<Args>(args)...);
+}
+
 }  // namespace nemocore::cuda
