@@ -18,6 +18,7 @@ compile_error!("nemocore-core requires `panic = \"unwind\"` (the panic guard use
 
 pub mod build_info;
 pub mod error;
+pub mod grammar;
 pub mod grammar_text;
 pub mod panic_guard;
 pub mod test_hooks;

@@ -1,0 +1,352 @@
+//! Earley recognizer core: precomputed tables and an append-only chart of
+//! Earley sets ("columns") that can be truncated in O(1) for rollback.
+//!
+//! Items are `(dotted rule id, origin column)` pairs of `u32`. Nullable
+//! symbols follow Aycock and Horspool: predicting a nullable nonterminal
+//! also advances past it, and the prediction closure of each nonterminal
+//! (with those nullable skips) is precomputed, so predicting is a copy.
+
+use rustc_hash::FxHashSet;
+
+use super::ir::{Ir, Sym};
+
+/// "No symbol after the dot" (a completed item).
+pub const NONE: u32 = u32::MAX;
+/// Tag bit of a nonterminal in [`Tables::next`].
+pub const NT: u32 = 1 << 31;
+
+/// Tables derived once from the IR.
+#[derive(Debug, Clone)]
+pub struct Tables {
+    /// Number of terminals.
+    pub n_terms: usize,
+    /// Per dotted item: the terminal id, `NT | nonterminal id`, or [`NONE`].
+    pub next: Vec<u32>,
+    /// Per dotted item: its production's left-hand side.
+    pub lhs: Vec<u32>,
+    /// Per nonterminal: derives the empty string.
+    pub nullable: Vec<bool>,
+    /// Per nonterminal: its dotted items at origin "here" (dot 0 and every
+    /// position reachable over nullable symbols).
+    pub own_items: Vec<Vec<u32>>,
+    /// Per nonterminal: terminals right after the dot in `own_items`.
+    pub own_terms: Vec<Vec<u32>>,
+    /// Per nonterminal: every nonterminal predicting it predicts (itself included).
+    pub closure: Vec<Vec<u32>>,
+    /// The augmented start nonterminal `S'`.
+    pub start_nt: u32,
+    /// The dotted item `S' -> S .`.
+    pub accept_item: u32,
+}
+
+impl Tables {
+    /// Builds the tables; productions of `ir` must already be productive.
+    pub fn new(ir: &Ir) -> Tables {
+        let n_nts = ir.nonterms.len() + 1;
+        let start_nt = u32::try_from(ir.nonterms.len()).unwrap_or(u32::MAX);
+        let mut prods: Vec<(u32, Vec<Sym>)> = vec![(start_nt, vec![Sym::N(ir.start)])];
+        prods.extend(ir.prods.iter().map(|p| (p.lhs, p.rhs.clone())));
+        let mut next = Vec::new();
+        let mut lhs = Vec::new();
+        let mut first_items: Vec<Vec<u32>> = vec![Vec::new(); n_nts];
+        for (l, rhs) in &prods {
+            first_items[*l as usize].push(u32::try_from(next.len()).unwrap_or(u32::MAX));
+            for s in rhs {
+                next.push(match *s {
+                    Sym::T(t) => t,
+                    Sym::N(n) => NT | n,
+                });
+                lhs.push(*l);
+            }
+            next.push(NONE);
+            lhs.push(*l);
+        }
+        let nullable = nullable_set(&prods, n_nts);
+        let mut own_items = vec![Vec::new(); n_nts];
+        let mut own_terms: Vec<Vec<u32>> = vec![Vec::new(); n_nts];
+        for n in 0..n_nts {
+            for &d0 in &first_items[n] {
+                let mut d = d0;
+                loop {
+                    own_items[n].push(d);
+                    let x = next[d as usize];
+                    if x != NONE && x & NT == 0 && !own_terms[n].contains(&x) {
+                        own_terms[n].push(x);
+                    }
+                    if x != NONE && x & NT != 0 && nullable[(x & !NT) as usize] {
+                        d += 1;
+                    } else {
+                        break;
+                    }
+                }
+            }
+        }
+        let closure = (0..n_nts)
+            .map(|n| prediction_closure(n, &own_items, &next, n_nts))
+            .collect();
+        Tables {
+            n_terms: ir.terms.len(),
+            accept_item: 1,
+            next,
+            lhs,
+            nullable,
+            own_items,
+            own_terms,
+            closure,
+            start_nt,
+        }
+    }
+}
+
+fn nullable_set(prods: &[(u32, Vec<Sym>)], n_nts: usize) -> Vec<bool> {
+    let mut nullable = vec![false; n_nts];
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for (l, rhs) in prods {
+            if !nullable[*l as usize]
+                && rhs
+                    .iter()
+                    .all(|s| matches!(*s, Sym::N(n) if nullable[n as usize]))
+            {
+                nullable[*l as usize] = true;
+                changed = true;
+            }
+        }
+    }
+    nullable
+}
+
+fn prediction_closure(n: usize, own_items: &[Vec<u32>], next: &[u32], n_nts: usize) -> Vec<u32> {
+    let mut seen = vec![false; n_nts];
+    seen[n] = true;
+    let mut out = vec![u32::try_from(n).unwrap_or(u32::MAX)];
+    let mut i = 0;
+    while i < out.len() {
+        let m = out[i] as usize;
+        i += 1;
+        for &d in &own_items[m] {
+            let x = next[d as usize];
+            if x != NONE && x & NT != 0 && !seen[(x & !NT) as usize] {
+                seen[(x & !NT) as usize] = true;
+                out.push(x & !NT);
+            }
+        }
+    }
+    out
+}
+
+/// One Earley set's place in the chart arenas.
+#[derive(Debug, Clone, Copy)]
+pub struct Col {
+    items: u32,
+    items_end: u32,
+    expects: u32,
+    expects_end: u32,
+    accept: bool,
+}
+
+/// The Earley sets of one parse, stored in append-only arenas.
+#[derive(Debug, Clone, Default)]
+pub struct Chart {
+    items: Vec<(u32, u32)>,
+    cols: Vec<Col>,
+    expects: Vec<u32>,
+    stamp_nt: Vec<u64>,
+    stamp_t: Vec<u64>,
+    generation: u64,
+    seen: FxHashSet<u64>,
+}
+
+impl Chart {
+    /// An empty chart for `tables`.
+    pub fn new(tables: &Tables) -> Chart {
+        Chart {
+            stamp_nt: vec![0; tables.own_items.len()],
+            stamp_t: vec![0; tables.n_terms],
+            ..Chart::default()
+        }
+    }
+
+    /// Number of columns.
+    pub fn len(&self) -> usize {
+        self.cols.len()
+    }
+
+    /// Drops the columns from `n` on.
+    pub fn truncate(&mut self, n: usize) {
+        self.cols.truncate(n);
+        if let Some(c) = self.cols.last() {
+            self.items.truncate(c.items_end as usize);
+            self.expects.truncate(c.expects_end as usize);
+        } else {
+            self.items.clear();
+            self.expects.clear();
+        }
+    }
+
+    /// Opens a new column; fill it with [`scan`](Self::scan),
+    /// [`copy_waiting`](Self::copy_waiting) or [`predict_start`](Self::predict_start),
+    /// then close it with [`finish`](Self::finish).
+    pub fn begin(&mut self) {
+        self.generation += 1;
+        self.seen.clear();
+        let items = u32::try_from(self.items.len()).unwrap_or(u32::MAX);
+        let expects = u32::try_from(self.expects.len()).unwrap_or(u32::MAX);
+        self.cols.push(Col {
+            items,
+            items_end: items,
+            expects,
+            expects_end: expects,
+            accept: false,
+        });
+    }
+
+    fn here(&self) -> u32 {
+        u32::try_from(self.cols.len() - 1).unwrap_or(u32::MAX)
+    }
+
+    /// Seeds the open column with the augmented start item.
+    pub fn predict_start(&mut self, t: &Tables) {
+        let here = self.here();
+        self.predict(t, t.start_nt, here);
+    }
+
+    /// Adds to the open column every item of column `from` waiting for
+    /// terminal `term`, advanced over it.
+    pub fn scan(&mut self, t: &Tables, from: u32, term: u32) {
+        let c = self.cols[from as usize];
+        for j in c.items..c.items_end {
+            let (d, o) = self.items[j as usize];
+            if t.next[d as usize] == term {
+                self.add(t, d + 1, o);
+            }
+        }
+    }
+
+    /// Copies into the open column the items of column `from` that wait for
+    /// a terminal (an ignored lexeme between `from` and here), and its
+    /// acceptance.
+    pub fn copy_waiting(&mut self, t: &Tables, from: u32) {
+        let c = self.cols[from as usize];
+        for j in c.items..c.items_end {
+            let (d, o) = self.items[j as usize];
+            if t.next[d as usize] & NT == 0 {
+                self.add(t, d, o);
+            }
+        }
+        if c.accept
+            && let Some(last) = self.cols.last_mut()
+        {
+            last.accept = true;
+        }
+    }
+
+    fn add(&mut self, t: &Tables, d: u32, o: u32) {
+        if self.seen.insert(u64::from(d) << 32 | u64::from(o)) {
+            self.push(t, d, o);
+        }
+    }
+
+    fn push(&mut self, t: &Tables, d: u32, o: u32) {
+        self.items.push((d, o));
+        if d == t.accept_item
+            && o == 0
+            && let Some(last) = self.cols.last_mut()
+        {
+            last.accept = true;
+        }
+    }
+
+    fn predict(&mut self, t: &Tables, nt: u32, here: u32) {
+        if self.stamp_nt[nt as usize] == self.generation {
+            return;
+        }
+        for &m in &t.closure[nt as usize] {
+            if self.stamp_nt[m as usize] == self.generation {
+                continue;
+            }
+            self.stamp_nt[m as usize] = self.generation;
+            for &d in &t.own_items[m as usize] {
+                self.push(t, d, here);
+            }
+            for &term in &t.own_terms[m as usize] {
+                self.expect(term);
+            }
+        }
+    }
+
+    fn expect(&mut self, term: u32) {
+        if self.stamp_t[term as usize] != self.generation {
+            self.stamp_t[term as usize] = self.generation;
+            self.expects.push(term);
+        }
+    }
+
+    /// Closes the open column (predictions and completions).
+    #[allow(
+        clippy::many_single_char_names,
+        reason = "d, o, x, b are the textbook item parts"
+    )]
+    pub fn finish(&mut self, t: &Tables) {
+        let here = self.here();
+        let mut i = self.cols[here as usize].items as usize;
+        while i < self.items.len() {
+            let (d, o) = self.items[i];
+            i += 1;
+            let x = t.next[d as usize];
+            if x == NONE {
+                if o != here {
+                    self.complete(t, t.lhs[d as usize], o);
+                }
+            } else if x & NT == 0 {
+                self.expect(x);
+            } else {
+                let b = x & !NT;
+                self.predict(t, b, here);
+                if t.nullable[b as usize] && o != here {
+                    self.add(t, d + 1, o);
+                }
+            }
+        }
+        let items_end = u32::try_from(self.items.len()).unwrap_or(u32::MAX);
+        let expects_end = u32::try_from(self.expects.len()).unwrap_or(u32::MAX);
+        let c = &mut self.cols[here as usize];
+        c.items_end = items_end;
+        c.expects_end = expects_end;
+        let start = c.expects as usize;
+        self.expects[start..].sort_unstable();
+    }
+
+    #[allow(
+        clippy::many_single_char_names,
+        reason = "d, o are the textbook item parts"
+    )]
+    fn complete(&mut self, t: &Tables, a: u32, origin: u32) {
+        let c = self.cols[origin as usize];
+        let want = NT | a;
+        for j in c.items..c.items_end {
+            let (d, o) = self.items[j as usize];
+            if t.next[d as usize] == want {
+                self.add(t, d + 1, o);
+            }
+        }
+    }
+
+    /// Terminals the column `col` expects next (sorted).
+    pub fn expects(&self, col: usize) -> &[u32] {
+        let c = self.cols[col];
+        &self.expects[c.expects as usize..c.expects_end as usize]
+    }
+
+    /// Whether column `col` has no item.
+    pub fn col_is_empty(&self, col: usize) -> bool {
+        let c = self.cols[col];
+        c.items == c.items_end
+    }
+
+    /// Whether the input up to column `col` is a whole sentence.
+    pub fn accepts(&self, col: usize) -> bool {
+        self.cols[col].accept
+    }
+}

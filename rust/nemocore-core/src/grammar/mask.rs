@@ -1,0 +1,279 @@
+//! Token masks: which vocabulary tokens keep the input viable.
+//!
+//! The mask is split as xgrammar splits it (context-independent and
+//! context-dependent tokens). For every lexer thread (terminal `t` in DFA
+//! state `s`), the tokens whose bytes keep `t`'s DFA alive without ever
+//! reaching an accepting state are allowed whatever the parser holds (the
+//! lexeme simply continues): that bitset is computed once per `(t, s)` and
+//! cached in the [`TokenTable`]. Tokens that reach an accepting state of
+//! some thread form whole trie subtrees (cached as preorder ranges); only
+//! those are checked by walking the trie with the real parse state, pushing
+//! a byte when descending and truncating when ascending (the state is
+//! append-only, so truncation is the undo log). Every other token kills
+//! every thread and is disallowed.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rustc_hash::FxHashMap;
+
+use super::Compiled;
+use super::dfa::{DEAD, Dfa};
+use super::state::State;
+use super::trie::Trie;
+use crate::error::{Error, Result};
+
+/// Per (terminal, DFA state): tokens that stay inside the lexeme, and the
+/// trie ranges of tokens that reach the end of a lexeme.
+#[derive(Debug)]
+struct TokenSets {
+    inside: Vec<u32>,
+    ranges: Vec<(u32, u32)>,
+}
+
+/// A vocabulary prepared for masks: built once per tokenizer, shared by
+/// every matcher (and every grammar) that uses it.
+#[derive(Debug)]
+pub struct TokenTable {
+    tokens: Vec<Vec<u8>>,
+    vocab_size: usize,
+    eos: Vec<u32>,
+    is_eos: Vec<bool>,
+    trie: Trie,
+    cache: Mutex<FxHashMap<(u64, u32, u32), Arc<TokenSets>>>,
+}
+
+impl TokenTable {
+    /// `tokens[i]` = bytes of token id `i` (empty for ids with no bytes);
+    /// `special` ids are never allowed; `eos` ids are allowed iff the
+    /// matcher can terminate; `vocab_size >= tokens.len()` (the model's
+    /// vocabulary; ids past the tokenizer are always disallowed).
+    pub fn new(
+        tokens: Vec<Vec<u8>>,
+        special: &[u32],
+        eos: &[u32],
+        vocab_size: usize,
+    ) -> Result<TokenTable> {
+        if vocab_size < tokens.len() {
+            return Err(Error::invalid_argument(format!(
+                "vocab_size {vocab_size} is smaller than the {} tokens given; pass the model's vocabulary size",
+                tokens.len()
+            )));
+        }
+        if u32::try_from(vocab_size).is_err() {
+            return Err(Error::invalid_argument("vocab_size must fit in 32 bits"));
+        }
+        let mut excluded = vec![false; tokens.len()];
+        let mut is_eos = vec![false; vocab_size];
+        for (what, ids) in [("special", special), ("eos", eos)] {
+            for &id in ids {
+                let Some(x) = excluded.get_mut(id as usize) else {
+                    return Err(Error::invalid_argument(format!(
+                        "{what} token id {id} is out of range (the table has {} tokens)",
+                        tokens.len()
+                    )));
+                };
+                *x = true;
+            }
+        }
+        for &id in eos {
+            is_eos[id as usize] = true;
+        }
+        let trie = {
+            let entries: Vec<(&[u8], u32)> = tokens
+                .iter()
+                .enumerate()
+                .filter(|(i, b)| !b.is_empty() && !excluded[*i])
+                .filter_map(|(i, b)| Some((b.as_slice(), u32::try_from(i).ok()?)))
+                .collect();
+            Trie::new(entries)
+        };
+        Ok(TokenTable {
+            tokens,
+            vocab_size,
+            eos: eos.to_vec(),
+            is_eos,
+            trie,
+            cache: Mutex::new(FxHashMap::default()),
+        })
+    }
+
+    /// The model's vocabulary size (mask length in bits).
+    pub fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+
+    /// Bytes of token `id` (`None` past the tokenizer's tokens).
+    pub fn token_bytes(&self, id: u32) -> Option<&[u8]> {
+        self.tokens.get(id as usize).map(Vec::as_slice)
+    }
+
+    /// Whether `id` is an end-of-sequence token.
+    pub fn is_eos(&self, id: u32) -> bool {
+        self.is_eos.get(id as usize).copied().unwrap_or(false)
+    }
+
+    /// The end-of-sequence token ids.
+    pub fn eos_ids(&self) -> &[u32] {
+        &self.eos
+    }
+
+    /// Number of 32-bit words of a mask.
+    pub fn mask_words(&self) -> usize {
+        self.vocab_size.div_ceil(32)
+    }
+
+    fn sets(&self, gid: u64, term: u32, state: u32, dfa: &Dfa) -> Arc<TokenSets> {
+        let key = (gid, term, state);
+        if let Some(s) = self
+            .cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
+            return Arc::clone(s);
+        }
+        let sets = Arc::new(self.compute_sets(dfa, state));
+        self.cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, Arc::clone(&sets));
+        sets
+    }
+
+    fn compute_sets(&self, dfa: &Dfa, start: u32) -> TokenSets {
+        let t = &self.trie;
+        let mut inside = vec![0u32; self.mask_words()];
+        let mut ranges: Vec<(u32, u32)> = Vec::new();
+        let mut states = vec![start; 1];
+        let mut i = 1;
+        while i < t.len() {
+            let d = t.depth[i] as usize;
+            states.truncate(d);
+            let s = dfa.next(states[d - 1], t.byte[i]);
+            let end = t.end[i] as usize;
+            if s == DEAD {
+                i = end;
+                continue;
+            }
+            if dfa.is_accepting(s) {
+                match ranges.last_mut() {
+                    Some(last) if last.1 as usize == i => last.1 = t.end[i],
+                    _ => ranges.push((u32::try_from(i).unwrap_or(u32::MAX), t.end[i])),
+                }
+                i = end;
+                continue;
+            }
+            for &id in t.ids_at(i) {
+                set_bit(&mut inside, id);
+            }
+            states.push(s);
+            i += 1;
+        }
+        TokenSets { inside, ranges }
+    }
+}
+
+#[inline]
+fn set_bit(mask: &mut [u32], id: u32) {
+    mask[(id / 32) as usize] |= 1 << (id % 32);
+}
+
+/// Reusable buffers of one matcher's mask computation.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Scratch {
+    ranges: Vec<(u32, u32)>,
+    threads: Vec<(u32, u32)>,
+}
+
+/// Fills `mask` for `state` (ids of EOS excluded; the caller sets them).
+pub(crate) fn fill(
+    g: &Compiled,
+    gid: u64,
+    state: &mut State,
+    table: &TokenTable,
+    mask: &mut [u32],
+    scratch: &mut Scratch,
+) {
+    mask.fill(0);
+    scratch.ranges.clear();
+    scratch.threads.clear();
+    let mut full_walk = false;
+    match state {
+        State::Dyn(s) => scratch
+            .threads
+            .extend(s.threads().iter().map(|t| (t.term, t.state))),
+        State::Py(s) => {
+            full_walk = s.has_fallback();
+            scratch.threads.extend_from_slice(s.threads());
+        }
+    }
+    scratch.threads.sort_unstable();
+    scratch.threads.dedup();
+    if full_walk {
+        scratch
+            .ranges
+            .push((1, u32::try_from(table.trie.len()).unwrap_or(u32::MAX)));
+    } else {
+        for &(term, st) in &scratch.threads {
+            let Some(dfa) = g.dfa(term) else { continue };
+            let sets = table.sets(gid, term, st, dfa);
+            let counts_inside = match (&*state, &g.python) {
+                (State::Py(s), Some(py)) => s.acceptable(g, py, term),
+                _ => true,
+            };
+            if counts_inside {
+                for (m, w) in mask.iter_mut().zip(&sets.inside) {
+                    *m |= *w;
+                }
+            }
+            scratch.ranges.extend_from_slice(&sets.ranges);
+        }
+        merge(&mut scratch.ranges);
+    }
+    walk(g, state, &table.trie, &scratch.ranges, mask);
+}
+
+fn merge(ranges: &mut Vec<(u32, u32)>) {
+    ranges.sort_unstable();
+    let mut out = 0;
+    for i in 0..ranges.len() {
+        if out > 0 && ranges[i].0 <= ranges[out - 1].1 {
+            ranges[out - 1].1 = ranges[out - 1].1.max(ranges[i].1);
+        } else {
+            ranges[out] = ranges[i];
+            out += 1;
+        }
+    }
+    ranges.truncate(out);
+}
+
+/// Walks the trie nodes whose subtree meets `ranges`, feeding bytes to
+/// `state`; sets the bit of every token inside `ranges` that keeps it viable.
+fn walk(g: &Compiled, state: &mut State, trie: &Trie, ranges: &[(u32, u32)], mask: &mut [u32]) {
+    let base = state.len();
+    let mut r = 0;
+    let mut i = 1;
+    while i < trie.len() {
+        while r < ranges.len() && ranges[r].1 as usize <= i {
+            r += 1;
+        }
+        let Some(&(lo, _)) = ranges.get(r) else { break };
+        let end = trie.end[i] as usize;
+        if lo as usize >= end {
+            i = end;
+            continue;
+        }
+        state.truncate(base + trie.depth[i] as usize - 1);
+        if !state.push(g, trie.byte[i]) {
+            i = end;
+            continue;
+        }
+        if lo as usize <= i {
+            for &id in trie.ids_at(i) {
+                set_bit(mask, id);
+            }
+        }
+        i += 1;
+    }
+    state.truncate(base);
+}

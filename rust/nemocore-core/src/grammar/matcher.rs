@@ -1,0 +1,142 @@
+//! The incremental matcher: one per generated sequence.
+//!
+//! Each accepted LLM token is a checkpoint (the byte length after it);
+//! rolling back truncates the append-only parse state, which is O(1) per
+//! checkpoint. With a right context (fill-in-the-middle), termination is
+//! decided exactly by feeding the suffix to the real state and truncating
+//! it again (decoding.md 4.5).
+
+use std::sync::Arc;
+
+use super::mask::{self, Scratch, TokenTable};
+use super::state::State;
+use super::{Compiled, Grammar};
+use crate::error::{Error, Result};
+
+/// Incremental grammar state for one sequence.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    grammar: Arc<Grammar>,
+    state: State,
+    prefix_len: usize,
+    checkpoints: Vec<usize>,
+    suffix: Option<Vec<u8>>,
+    scratch: Scratch,
+    words: Vec<u32>,
+}
+
+impl Matcher {
+    /// A matcher whose left context `prefix` is consumed first (error if it
+    /// is not a viable prefix); with `suffix`, the generated middle must
+    /// make `prefix + middle + suffix` a sentence (fill-in-the-middle).
+    pub fn new(g: Arc<Grammar>, prefix: &[u8], suffix: Option<&[u8]>) -> Result<Matcher> {
+        let mut state = State::new(&g.compiled);
+        for (i, &b) in prefix.iter().enumerate() {
+            if !state.push(&g.compiled, b) {
+                return Err(Error::invalid_argument(format!(
+                    "the left context is not a viable prefix of the grammar: it fails at byte {i} ({:?})",
+                    String::from_utf8_lossy(&prefix[i.saturating_sub(20)..=i])
+                )));
+            }
+        }
+        Ok(Matcher {
+            grammar: g,
+            state,
+            prefix_len: prefix.len(),
+            checkpoints: Vec::new(),
+            suffix: suffix.map(<[u8]>::to_vec),
+            scratch: Scratch::default(),
+            words: Vec::new(),
+        })
+    }
+
+    fn compiled(&self) -> &Compiled {
+        &self.grammar.compiled
+    }
+
+    /// Consumes `bytes` as one checkpoint (one LLM token). Returns false
+    /// and leaves the state unchanged if they would make the input non-viable.
+    pub fn accept_bytes(&mut self, bytes: &[u8]) -> bool {
+        let before = self.state.len();
+        let g = &self.grammar.compiled;
+        if self.state.push_all(g, bytes) {
+            self.checkpoints.push(self.state.len());
+            true
+        } else {
+            self.state.truncate(before);
+            false
+        }
+    }
+
+    /// Undoes the last `n` checkpoints; error (and no change) past the start.
+    pub fn rollback(&mut self, n: usize) -> Result<()> {
+        if n > self.checkpoints.len() {
+            return Err(Error::invalid_argument(format!(
+                "cannot roll back {n} tokens: only {} were accepted since the start",
+                self.checkpoints.len()
+            )));
+        }
+        self.checkpoints.truncate(self.checkpoints.len() - n);
+        let len = self.checkpoints.last().copied().unwrap_or(self.prefix_len);
+        self.state.truncate(len);
+        Ok(())
+    }
+
+    /// Number of accepted tokens (checkpoints) since the start.
+    pub fn num_checkpoints(&self) -> usize {
+        self.checkpoints.len()
+    }
+
+    /// Whether the consumed input (plus the suffix, if any) is a sentence.
+    pub fn can_terminate(&self) -> bool {
+        let mut copy = self.state.clone();
+        Self::terminates(self.compiled(), &mut copy, self.suffix.as_deref())
+    }
+
+    fn terminates(g: &Compiled, state: &mut State, suffix: Option<&[u8]>) -> bool {
+        let len = state.len();
+        let ok = match suffix {
+            Some(r) => state.push_all(g, r) && state.can_end(g),
+            None => state.can_end(g),
+        };
+        state.truncate(len);
+        ok
+    }
+
+    /// Returns to the state right after the left context.
+    pub fn reset(&mut self) {
+        self.checkpoints.clear();
+        self.state.truncate(self.prefix_len);
+    }
+
+    /// Fills `mask` (`ceil(vocab / 32)` words; bit `j` of word `w` is token
+    /// `32 * w + j`) with the allowed tokens; EOS bits are set iff
+    /// [`can_terminate`](Self::can_terminate). Words past the vocabulary
+    /// and extra words are cleared.
+    pub fn fill_mask(&mut self, table: &TokenTable, mask: &mut [u32]) {
+        let g = &self.grammar.compiled;
+        self.words.resize(table.mask_words(), 0);
+        mask::fill(
+            g,
+            self.grammar.id,
+            &mut self.state,
+            table,
+            &mut self.words,
+            &mut self.scratch,
+        );
+        if Self::terminates(g, &mut self.state, self.suffix.as_deref()) {
+            for &id in table.eos_ids() {
+                self.words[(id / 32) as usize] |= 1 << (id % 32);
+            }
+        }
+        mask.fill(0);
+        for (m, w) in mask.iter_mut().zip(&self.words) {
+            *m = *w;
+        }
+    }
+
+    /// Bytes consumed so far after the left context.
+    pub fn consumed_len(&self) -> usize {
+        self.state.len() - self.prefix_len
+    }
+}
