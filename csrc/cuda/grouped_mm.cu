@@ -331,10 +331,8 @@ void launch_grouped_mm_wgrad(const GroupedMmWgradParams& p) {
 // True on compute capability 9.0 devices (the sm_90a code runs nowhere else), unless
 // NEMOCORE_WGMMA=0 asks for the portable kernel (for comparisons).
 bool use_wgmma() {
-  static const bool disabled = [] {
-    const char* env = std::getenv("NEMOCORE_WGMMA");
-    return env != nullptr && std::string(env) == "0";
-  }();
+  const char* env = std::getenv("NEMOCORE_WGMMA");  // read per call: benchmarks toggle it
+  const bool disabled = env != nullptr && std::string(env) == "0";
   int device = 0, major = 0, minor = 0;
   if (disabled || cudaGetDevice(&device) != cudaSuccess ||
       cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||

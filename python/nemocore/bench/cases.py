@@ -7,6 +7,7 @@ because this CPU has no bf16 arithmetic and torch's bf16 CPU path would flatter 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Callable
 
@@ -232,16 +233,45 @@ def _loop_gmm(a, b, batch_sizes, trans_b):
     return torch.cat(out)
 
 
+def _portable_gmm(a, up, sizes):
+    """Our CUDA grouped GEMM with the Hopper (wgmma) path switched off: the mma.sync kernel."""
+    os.environ["NEMOCORE_WGMMA"] = "0"
+    try:
+        return ops.grouped_mm(a, up, sizes, trans_b=True)
+    finally:
+        del os.environ["NEMOCORE_WGMMA"]
+
+
+_GMM_PEERS = {
+    "loop": "per-expert torch.matmul loop",
+    "torch": "torch._grouped_mm",
+    "dense": "dense torch.matmul of the same total size (the ceiling)",
+    "portable": "our mma.sync kernel (NEMOCORE_WGMMA=0)",
+    "unfused": "moe_permute + grouped_mm (ours: rows gathered in the GEMM's load)",
+}
+
+
 def grouped_mm_fwd(tokens, experts, top_k, d, f, device="cpu", dtype=torch.float32, peer="loop"):
     """The up projection of a MoE layer: (tokens*top_k, d) rows against (E, f, d) weights."""
 
     def setup():
         hidden, ids, _, up = _moe_inputs(tokens, experts, top_k, d, f, device, dtype)
         a, _, sizes = ops.moe_permute(hidden, ids, experts)
+        ours = lambda: ops.grouped_mm(a, up, sizes, trans_b=True)  # noqa: E731
         if peer == "loop":
+            return ours, lambda: _loop_gmm(a, up, sizes, True)
+        if peer == "dense":
+            w = up.reshape(-1, d)[:f].T.contiguous()
+            return ours, lambda: a @ w
+        if peer == "portable":
+            return ours, lambda: _portable_gmm(a, up, sizes)
+        if peer == "unfused":
+            _, rows, _ = ops.moe_sort(ids, experts)
             return (
-                lambda: ops.grouped_mm(a, up, sizes, trans_b=True),
-                lambda: _loop_gmm(a, up, sizes, True),
+                lambda: ops.grouped_mm(hidden, up, sizes, trans_b=True, a_rows=rows),
+                lambda: ops.grouped_mm(
+                    ops.moe_permute(hidden, ids, experts)[0], up, sizes, trans_b=True
+                ),
             )
         offs = torch.cumsum(sizes, 0).to(device, torch.int32)
         up_t = up.transpose(1, 2)  # torch._grouped_mm takes (E, K, N)
@@ -255,9 +285,7 @@ def grouped_mm_fwd(tokens, experts, top_k, d, f, device="cpu", dtype=torch.float
         "grouped_mm_fwd",
         f"T{tokens} k{top_k} E{experts} {d}->{f} {str(dtype)[6:]}",
         device,
-        ("per-expert torch.matmul loop" + (" (fp32 upcast)" if dtype != torch.float32 else ""))
-        if peer == "loop"
-        else "torch._grouped_mm",
+        _GMM_PEERS[peer] + (" (fp32 upcast)" if peer == "loop" and dtype != torch.float32 else ""),
         setup,
         bytes_moved=(experts * f * d + rows * (d + f)) * elem,
         flops=2 * rows * d * f,
@@ -406,6 +434,7 @@ CPU_CASES = [
     grouped_mm_fwd(1024, 128, 6, 2688, 1856, peer="torch"),
     grouped_mm_fwd(1024, 64, 4, 1024, 512),
     grouped_mm_fwd(1024, 64, 4, 1024, 512, dtype=torch.bfloat16),
+    grouped_mm_fwd(1024, 128, 6, 2688, 1856, peer="unfused"),
     grouped_mm_fwd_bwd(1024, 64, 4, 1024, 512),
     moe_permute_unpermute(4096, 128, 6, 2688),
     # Attention (kernels.md 5.3): one prompt of 8k tokens, 1 and 32 samples.
@@ -436,9 +465,11 @@ if _cuda_ssd_built():
 if _cuda_moe_built():
     GPU_CASES += [
         *(
-            grouped_mm_fwd(t, 128, 6, 2688, 1856, "cuda", torch.bfloat16, peer="torch")
+            grouped_mm_fwd(t, 128, 6, 2688, 1856, "cuda", torch.bfloat16, peer=peer)
             for t in (64, 4096, 16384)
+            for peer in ("torch", "dense", "portable")
         ),
+        grouped_mm_fwd(4096, 128, 6, 2688, 1856, "cuda", torch.bfloat16, peer="unfused"),
         grouped_mm_fwd_bwd(4096, 128, 6, 2688, 1856, "cuda", torch.bfloat16),
         moe_permute_unpermute(4096, 128, 6, 2688, "cuda", torch.bfloat16),
     ]
