@@ -11,6 +11,7 @@
 )]
 
 mod errors;
+mod grammar;
 mod tokenizer;
 
 use nemocore_core::{Result, panic_guard};
@@ -43,6 +44,9 @@ mod nemocore_rs {
 
     #[pymodule_export]
     use crate::tokenizer::{PyDecodeStream, PyTokenizer};
+
+    #[pymodule_export]
+    use crate::grammar::{builtin_grammar, gbnf_to_lark, json_schema_to_lark, regex_to_lark};
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -7,6 +7,8 @@
 //! groups become rules of their own. llama.cpp's token references
 //! (`<[id]>`, `<token>`) are not supported.
 
+use std::fmt::Write as _;
+
 use std::collections::HashMap;
 
 use super::lark_out::{complement, normalize_ranges, regex_class, rule_name, string_literal};
@@ -15,23 +17,39 @@ use crate::Result;
 
 /// Translates a GBNF grammar into Lark text whose `start` is GBNF's `root`.
 pub fn gbnf_to_lark(src: &str) -> Result<String> {
-    let mut p = Parser { src, pos: 0, names: HashMap::new(), refs: Vec::new(), rules: Vec::new(), groups: 0 };
+    let mut p = Parser {
+        src,
+        pos: 0,
+        names: HashMap::new(),
+        refs: Vec::new(),
+        rules: Vec::new(),
+        groups: 0,
+    };
     p.skip_space(true);
     while p.pos < src.len() {
         p.rule()?;
         p.skip_space(true);
     }
     for (name, offset) in &p.refs {
-        if !p.names.contains_key(name) {
-            return Err(error_at(src, *offset, format!("GBNF: rule {name:?} is used but never defined")));
+        let lark = p.names.get(name);
+        if !p.rules.iter().any(|(n, _)| Some(n) == lark) {
+            return Err(error_at(
+                src,
+                *offset,
+                format!("GBNF: rule {name:?} is used but never defined"),
+            ));
         }
     }
     let Some(root) = p.names.get("root") else {
-        return Err(error_at(src, 0, "GBNF: the grammar has no `root` rule (the start rule); add `root ::= ...`"));
+        return Err(error_at(
+            src,
+            0,
+            "GBNF: the grammar has no `root` rule (the start rule); add `root ::= ...`",
+        ));
     };
     let mut out = format!("start: {root}\n");
     for (name, body) in &p.rules {
-        out.push_str(&format!("{name}: {body}\n"));
+        let _ = writeln!(out, "{name}: {body}");
     }
     Ok(out)
 }
@@ -84,7 +102,10 @@ impl Parser<'_> {
 
     fn name(&mut self) -> Option<String> {
         let start = self.pos;
-        while self.peek().is_some_and(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        while self
+            .peek()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
             self.bump();
         }
         (self.pos > start).then(|| self.src[start..self.pos].to_string())
@@ -92,7 +113,10 @@ impl Parser<'_> {
 
     fn lark_name(&mut self, gbnf: &str) -> String {
         let next = self.names.len() + self.groups;
-        self.names.entry(gbnf.to_string()).or_insert_with(|| rule_name(next, gbnf)).clone()
+        self.names
+            .entry(gbnf.to_string())
+            .or_insert_with(|| rule_name(next, gbnf))
+            .clone()
     }
 
     fn rule(&mut self) -> Result<()> {
@@ -129,8 +153,7 @@ impl Parser<'_> {
 
     fn sequence(&mut self, nested: bool) -> Result<String> {
         let mut items: Vec<String> = Vec::new();
-        loop {
-            let Some(c) = self.peek() else { break };
+        while let Some(c) = self.peek() {
             let item = match c {
                 '"' => self.string()?,
                 '[' => self.class()?,
@@ -184,7 +207,9 @@ impl Parser<'_> {
         let Some(item) = item else { return Ok(None) };
         Ok(match op.as_str() {
             "" => None,
-            _ if op.starts_with('+') && op.len() > 1 => Some(format!("{item} ~ {} {item}*", &op[1..])),
+            _ if op.starts_with('+') && op.len() > 1 => {
+                Some(format!("{item} ~ {} {item}*", &op[1..]))
+            }
             _ => Some(format!("{item}{op}")),
         })
     }
@@ -233,7 +258,11 @@ impl Parser<'_> {
         }
         match self.src[start..self.pos].parse::<u32>() {
             Ok(n) if n <= 10_000 => Ok(Some(n)),
-            _ => Err(error_at(self.src, start, "GBNF: repetition counts above 10000 are not supported")),
+            _ => Err(error_at(
+                self.src,
+                start,
+                "GBNF: repetition counts above 10000 are not supported",
+            )),
         }
     }
 
@@ -256,11 +285,15 @@ impl Parser<'_> {
 
     /// One character of a string or class, escapes decoded.
     fn char_in_literal(&mut self) -> Result<char> {
-        let c = self.bump().ok_or_else(|| self.error("unexpected end of input"))?;
+        let c = self
+            .bump()
+            .ok_or_else(|| self.error("unexpected end of input"))?;
         if c != '\\' {
             return Ok(c);
         }
-        let escaped = self.bump().ok_or_else(|| self.error("unexpected end of input after '\\'"))?;
+        let escaped = self
+            .bump()
+            .ok_or_else(|| self.error("unexpected end of input after '\\'"))?;
         let digits = match escaped {
             'x' => 2,
             'u' => 4,
@@ -302,6 +335,9 @@ impl Parser<'_> {
                     let mut hi = lo;
                     if self.peek() == Some('-') && !self.src[self.pos + 1..].starts_with(']') {
                         self.bump();
+                        if matches!(self.peek(), None | Some('\n')) {
+                            return Err(self.error("unterminated character class"));
+                        }
                         hi = u32::from(self.char_in_literal()?);
                         if hi < lo {
                             return Err(self.error("character range out of order"));

@@ -20,20 +20,41 @@ pub(crate) const JSON_INTEGER: &str = r"\-?(?:0|[1-9][0-9]*)";
 /// The string formats we can generate, as patterns (Python dialect) over the
 /// characters of the value (none of which needs a JSON escape).
 pub(crate) const FORMATS: &[(&str, &str)] = &[
-    ("date", r"[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"),
+    (
+        "date",
+        r"[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])",
+    ),
     ("time", TIME),
-    ("date-time", concat!(
-        r"[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])[Tt]",
-        r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:(?:[0-5][0-9]|60)(?:\.[0-9]+)?(?:[Zz]|[+\-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
-    )),
-    ("email", concat!(
-        r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-]+)*",
-        r"@[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)+"
-    )),
-    ("uuid", r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"),
-    ("ipv4", r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}"),
-    ("hostname", r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)*"),
-    ("uri", r"[A-Za-z][A-Za-z0-9+.\-]*:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]*"),
+    (
+        "date-time",
+        concat!(
+            r"[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])[Tt]",
+            r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:(?:[0-5][0-9]|60)(?:\.[0-9]+)?(?:[Zz]|[+\-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+        ),
+    ),
+    (
+        "email",
+        concat!(
+            r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-]+)*",
+            r"@[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)+"
+        ),
+    ),
+    (
+        "uuid",
+        r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
+    ),
+    (
+        "ipv4",
+        r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}",
+    ),
+    (
+        "hostname",
+        r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)*",
+    ),
+    (
+        "uri",
+        r"[A-Za-z][A-Za-z0-9+.\-]*:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]*",
+    ),
 ];
 
 const TIME: &str = r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:(?:[0-5][0-9]|60)(?:\.[0-9]+)?(?:[Zz]|[+\-](?:[01][0-9]|2[0-3]):[0-5][0-9])";
@@ -100,11 +121,11 @@ pub(crate) fn integer_range(lo: Option<i128>, hi: Option<i128>) -> String {
 /// leading zeros.
 fn nonneg_range(lo: i128, hi: Option<i128>) -> Vec<String> {
     let mut alts = Vec::new();
-    let digits = |n: i128| n.to_string().len();
+    let digits = |n: i128| u32::try_from(n.to_string().len()).unwrap_or(u32::MAX);
     let top = hi.map_or(digits(lo).max(1), digits);
     for d in digits(lo)..=top {
-        let first = if d == 1 { 0 } else { 10i128.pow(d as u32 - 1) };
-        let last = 10i128.pow(d as u32) - 1;
+        let first = if d == 1 { 0 } else { 10i128.pow(d - 1) };
+        let last = 10i128.pow(d) - 1;
         let a = lo.max(first);
         let b = hi.map_or(last, |h| h.min(last));
         if a <= b {
@@ -115,6 +136,9 @@ fn nonneg_range(lo: i128, hi: Option<i128>) -> Vec<String> {
         // Every numeral longer than the ones covered above.
         alts.push(format!("[1-9][0-9]{{{top},}}"));
     }
+    // Longest numerals first: a regex engine's leftmost-first alternation (lark's lexer)
+    // then finds the whole number, not a one-digit prefix of it.
+    alts.reverse();
     alts
 }
 
@@ -128,7 +152,13 @@ fn same_length(lo: &str, hi: &str) -> String {
     if l0 == h0 {
         return format!("{l0}{}", same_length(lo_rest, hi_rest));
     }
-    let any = |n: usize| if n == 0 { String::new() } else { format!("[0-9]{{{n}}}") };
+    let any = |n: usize| {
+        if n == 0 {
+            String::new()
+        } else {
+            format!("[0-9]{{{n}}}")
+        }
+    };
     if lo_rest.bytes().all(|b| b == b'0') && hi_rest.bytes().all(|b| b == b'9') {
         return format!("[{l0}-{h0}]{}", any(n));
     }
@@ -152,11 +182,21 @@ mod tests {
 
     #[test]
     fn integer_ranges_are_exact() {
-        for (lo, hi) in [(Some(-17), Some(305)), (Some(3), None), (None, Some(-4)), (Some(0), Some(0)), (Some(10), Some(99))] {
+        for (lo, hi) in [
+            (Some(-17), Some(305)),
+            (Some(3), None),
+            (None, Some(-4)),
+            (Some(0), Some(0)),
+            (Some(10), Some(99)),
+        ] {
             let re = integer_range(lo, hi);
             for n in -1200i128..1200 {
                 let inside = lo.is_none_or(|l| n >= l) && hi.is_none_or(|h| n <= h);
-                assert_eq!(matches(&re, &n.to_string()), inside, "{lo:?}..{hi:?} {n} {re}");
+                assert_eq!(
+                    matches(&re, &n.to_string()),
+                    inside,
+                    "{lo:?}..{hi:?} {n} {re}"
+                );
             }
             assert!(!matches(&re, "007"));
         }

@@ -6,6 +6,8 @@
 //! rejected is listed in `docs/grammar.md`; rejected keywords are errors that
 //! name the keyword, the JSON pointer and the line and column of the node.
 
+use std::fmt::Write as _;
+
 use std::collections::HashMap;
 
 use super::json_scalars::{
@@ -19,16 +21,43 @@ use crate::{Error, Result};
 
 /// Keywords that only annotate; they never change what is generated.
 const ANNOTATIONS: &[&str] = &[
-    "title", "description", "$schema", "$id", "$comment", "default", "examples", "deprecated",
-    "readOnly", "writeOnly", "$anchor", "contentMediaType", "contentEncoding", "$defs",
+    "title",
+    "description",
+    "$schema",
+    "$id",
+    "$comment",
+    "default",
+    "examples",
+    "deprecated",
+    "readOnly",
+    "writeOnly",
+    "$anchor",
+    "contentMediaType",
+    "contentEncoding",
+    "$defs",
     "definitions",
 ];
 
 /// Keywords we cannot express as a context-free grammar (or have not done).
 const UNSUPPORTED: &[&str] = &[
-    "patternProperties", "propertyNames", "minProperties", "maxProperties", "dependentRequired",
-    "dependentSchemas", "dependencies", "if", "then", "else", "not", "contains", "minContains",
-    "maxContains", "multipleOf", "unevaluatedProperties", "unevaluatedItems", "$dynamicRef",
+    "patternProperties",
+    "propertyNames",
+    "minProperties",
+    "maxProperties",
+    "dependentRequired",
+    "dependentSchemas",
+    "dependencies",
+    "if",
+    "then",
+    "else",
+    "not",
+    "contains",
+    "minContains",
+    "maxContains",
+    "multipleOf",
+    "unevaluatedProperties",
+    "unevaluatedItems",
+    "$dynamicRef",
     "$recursiveRef",
 ];
 
@@ -36,16 +65,23 @@ const UNSUPPORTED: &[&str] = &[
 /// documents it accepts.
 pub fn json_schema_to_lark(schema: &str) -> Result<String> {
     let root = parse(schema)?;
-    let mut c = Compiler { src: schema, root: &root, rules: Vec::new(), by_pointer: HashMap::new(), generic: false };
+    let mut c = Compiler {
+        src: schema,
+        root: &root,
+        rules: Vec::new(),
+        by_pointer: HashMap::new(),
+        generic: false,
+    };
     let start = c.node(&root, "")?;
     let mut out = format!("start: {start}\n");
     for (name, body) in &c.rules {
-        out.push_str(&format!("{name}: {body}\n"));
+        let _ = writeln!(out, "{name}: {body}");
     }
     if c.generic {
         out.push_str(GENERIC_JSON);
+        let _ = writeln!(out, "JSON_NUMBER: /{JSON_NUMBER}/");
     }
-    out.push_str(&format!("JSON_STRING: /\"{JSON_CHAR}*\"/\n"));
+    let _ = writeln!(out, "JSON_STRING: /\"{JSON_CHAR}*\"/");
     out.push_str("JSON_WS: /[ \\t\\n\\r]+/\n%ignore JSON_WS\n");
     Ok(out)
 }
@@ -68,8 +104,16 @@ struct Compiler<'a> {
 
 impl<'a> Compiler<'a> {
     fn error(&self, node: &Spanned, pointer: &str, message: &str) -> Error {
-        let at = if pointer.is_empty() { "the root" } else { pointer };
-        error_at(self.src, node.offset, format!("JSON Schema at {at}: {message}"))
+        let at = if pointer.is_empty() {
+            "the root"
+        } else {
+            pointer
+        };
+        error_at(
+            self.src,
+            node.offset,
+            format!("JSON Schema at {at}: {message}"),
+        )
     }
 
     /// The rule for the schema `node` at `pointer` (compiled once per pointer).
@@ -78,7 +122,10 @@ impl<'a> Compiler<'a> {
             return Ok(name.clone());
         }
         let hint = pointer.rsplit('/').next().unwrap_or("");
-        let name = rule_name(self.rules.len(), if pointer.is_empty() { "root" } else { hint });
+        let name = rule_name(
+            self.rules.len(),
+            if pointer.is_empty() { "root" } else { hint },
+        );
         self.by_pointer.insert(pointer.to_string(), name.clone());
         let index = self.rules.len();
         self.rules.push((name.clone(), String::new()));
@@ -90,13 +137,17 @@ impl<'a> Compiler<'a> {
     fn body(&mut self, node: &'a Spanned, pointer: &str) -> Result<String> {
         let members = match &node.value {
             Value::Bool(true) => return Ok(self.any_value()),
-            Value::Bool(false) => return Err(self.error(node, pointer, "the schema `false` accepts no document")),
+            Value::Bool(false) => {
+                return Err(self.error(node, pointer, "the schema `false` accepts no document"));
+            }
             Value::Object(members) => members,
             _ => return Err(self.error(node, pointer, "a schema must be an object or a boolean")),
         };
         for (key, value) in members {
             if UNSUPPORTED.contains(&key.as_str()) {
-                let msg = format!("keyword {key:?} is not supported (it cannot be enforced while generating); remove it");
+                let msg = format!(
+                    "keyword {key:?} is not supported (it cannot be enforced while generating); remove it"
+                );
                 return Err(self.error(value, &format!("{pointer}/{key}"), &msg));
             }
         }
@@ -111,7 +162,11 @@ impl<'a> Compiler<'a> {
                 return Err(self.error(e, &format!("{pointer}/enum"), "enum must be an array"));
             };
             if values.is_empty() {
-                return Err(self.error(e, &format!("{pointer}/enum"), "an empty enum accepts nothing"));
+                return Err(self.error(
+                    e,
+                    &format!("{pointer}/enum"),
+                    "an empty enum accepts nothing",
+                ));
             }
             return Ok(values.iter().map(literal).collect::<Vec<_>>().join(" | "));
         }
@@ -129,9 +184,13 @@ impl<'a> Compiler<'a> {
             return Err(self.error(r, &here, "$ref must be a string"));
         };
         if let Value::Object(members) = &node.value
-            && let Some((key, _)) = members.iter().find(|(k, _)| k != "$ref" && !ANNOTATIONS.contains(&k.as_str()))
+            && let Some((key, _)) = members
+                .iter()
+                .find(|(k, _)| k != "$ref" && !ANNOTATIONS.contains(&k.as_str()))
         {
-            let msg = format!("$ref next to {key:?} is not supported; move {key:?} into the referenced schema");
+            let msg = format!(
+                "$ref next to {key:?} is not supported; move {key:?} into the referenced schema"
+            );
             return Err(self.error(node, pointer, &msg));
         }
         let Some(path) = target.strip_prefix('#') else {
@@ -145,24 +204,39 @@ impl<'a> Compiler<'a> {
                 Value::Array(items) => part.parse::<usize>().ok().and_then(|i| items.get(i)),
                 _ => None,
             };
-            target_node = next.ok_or_else(|| self.error(r, &here, &format!("{target:?} does not resolve")))?;
+            target_node =
+                next.ok_or_else(|| self.error(r, &here, &format!("{target:?} does not resolve")))?;
         }
         self.node(target_node, path)
     }
 
-    fn combination(&mut self, node: &'a Spanned, key: &str, list: &'a Spanned, pointer: &str) -> Result<String> {
+    fn combination(
+        &mut self,
+        node: &'a Spanned,
+        key: &str,
+        list: &'a Spanned,
+        pointer: &str,
+    ) -> Result<String> {
         let here = format!("{pointer}/{key}");
         let Value::Array(items) = &list.value else {
             return Err(self.error(list, &here, &format!("{key} must be an array of schemas")));
         };
         if let Value::Object(members) = &node.value
-            && let Some((other, _)) = members.iter().find(|(k, _)| k != key && !ANNOTATIONS.contains(&k.as_str()))
+            && let Some((other, _)) = members
+                .iter()
+                .find(|(k, _)| k != key && !ANNOTATIONS.contains(&k.as_str()))
         {
-            let msg = format!("{key} next to {other:?} is not supported; move {other:?} into each branch");
+            let msg = format!(
+                "{key} next to {other:?} is not supported; move {other:?} into each branch"
+            );
             return Err(self.error(node, pointer, &msg));
         }
         if key == "allOf" && items.len() != 1 {
-            return Err(self.error(list, &here, "allOf with more than one schema is not supported"));
+            return Err(self.error(
+                list,
+                &here,
+                "allOf with more than one schema is not supported",
+            ));
         }
         if items.is_empty() {
             return Err(self.error(list, &here, &format!("an empty {key} accepts nothing")));
@@ -187,10 +261,18 @@ impl<'a> Compiler<'a> {
                 .iter()
                 .map(|t| match &t.value {
                     Value::String(s) => Ok(s.clone()),
-                    _ => Err(self.error(t, &format!("{pointer}/type"), "type names must be strings")),
+                    _ => {
+                        Err(self.error(t, &format!("{pointer}/type"), "type names must be strings"))
+                    }
                 })
                 .collect::<Result<_>>()?,
-            Some(_) => return Err(self.error(node, &format!("{pointer}/type"), "type must be a string or an array")),
+            Some(_) => {
+                return Err(self.error(
+                    node,
+                    &format!("{pointer}/type"),
+                    "type must be a string or an array",
+                ));
+            }
             None => match infer_type(node) {
                 Some(t) => vec![t.to_string()],
                 None => return Ok(self.any_value()),
@@ -216,13 +298,22 @@ impl<'a> Compiler<'a> {
     }
 
     fn count(&self, node: &Spanned, key: &str, pointer: &str) -> Result<Option<u32>> {
-        let Some(v) = node.get(key) else { return Ok(None) };
+        let Some(v) = node.get(key) else {
+            return Ok(None);
+        };
         match &v.value {
-            Value::Number(n) => n
-                .parse::<u32>()
-                .map(Some)
-                .map_err(|_| self.error(v, &format!("{pointer}/{key}"), &format!("{key} must be a non-negative integer"))),
-            _ => Err(self.error(v, &format!("{pointer}/{key}"), &format!("{key} must be a number"))),
+            Value::Number(n) => n.parse::<u32>().map(Some).map_err(|_| {
+                self.error(
+                    v,
+                    &format!("{pointer}/{key}"),
+                    &format!("{key} must be a non-negative integer"),
+                )
+            }),
+            _ => Err(self.error(
+                v,
+                &format!("{pointer}/{key}"),
+                &format!("{key} must be a number"),
+            )),
         }
     }
 
@@ -232,14 +323,26 @@ impl<'a> Compiler<'a> {
         let pattern = node.get("pattern");
         let format = node.get("format");
         if (pattern.is_some() || format.is_some()) && (min.is_some() || max.is_some()) {
-            return Err(self.error(node, pointer, "minLength/maxLength together with pattern or format is not supported"));
+            return Err(self.error(
+                node,
+                pointer,
+                "minLength/maxLength together with pattern or format is not supported",
+            ));
         }
         if pattern.is_some() && format.is_some() {
-            return Err(self.error(node, pointer, "pattern together with format is not supported"));
+            return Err(self.error(
+                node,
+                pointer,
+                "pattern together with format is not supported",
+            ));
         }
         let regex = if let Some(p) = pattern {
             let Value::String(text) = &p.value else {
-                return Err(self.error(p, &format!("{pointer}/pattern"), "pattern must be a string"));
+                return Err(self.error(
+                    p,
+                    &format!("{pointer}/pattern"),
+                    "pattern must be a string",
+                ));
             };
             string_with_pattern(text).map_err(|e| self.pattern_error(p, pointer, e))?
         } else if let Some(f) = format {
@@ -249,7 +352,14 @@ impl<'a> Compiler<'a> {
             };
             string_with_format(name).ok_or_else(|| {
                 let known: Vec<&str> = FORMATS.iter().map(|(n, _)| *n).collect();
-                self.error(f, &format!("{pointer}/format"), &format!("unsupported format {name:?}; supported: {}", known.join(", ")))
+                self.error(
+                    f,
+                    &format!("{pointer}/format"),
+                    &format!(
+                        "unsupported format {name:?}; supported: {}",
+                        known.join(", ")
+                    ),
+                )
             })?
         } else if min.is_some() || max.is_some() {
             if let (Some(a), Some(b)) = (min, max)
@@ -266,46 +376,71 @@ impl<'a> Compiler<'a> {
 
     fn pattern_error(&self, p: &Spanned, pointer: &str, err: Error) -> Error {
         let detail = match err {
-            Error::Grammar { column, message, .. } => format!("{message} (pattern column {column})"),
+            Error::Grammar {
+                column, message, ..
+            } => format!("{message} (pattern column {column})"),
             other => other.to_string(),
         };
         self.error(p, &format!("{pointer}/pattern"), &detail)
     }
 
     fn bound(&self, node: &Spanned, key: &str, pointer: &str) -> Result<Option<f64>> {
-        let Some(v) = node.get(key) else { return Ok(None) };
+        let Some(v) = node.get(key) else {
+            return Ok(None);
+        };
         match &v.value {
             Value::Number(n) => Ok(n.parse::<f64>().ok()),
-            Value::Bool(_) if key.starts_with("exclusive") => {
-                Err(self.error(v, &format!("{pointer}/{key}"), "boolean exclusiveMinimum/Maximum (draft 4) is not supported; use a number"))
-            }
-            _ => Err(self.error(v, &format!("{pointer}/{key}"), &format!("{key} must be a number"))),
+            Value::Bool(_) if key.starts_with("exclusive") => Err(self.error(
+                v,
+                &format!("{pointer}/{key}"),
+                "boolean exclusiveMinimum/Maximum (draft 4) is not supported; use a number",
+            )),
+            _ => Err(self.error(
+                v,
+                &format!("{pointer}/{key}"),
+                &format!("{key} must be a number"),
+            )),
         }
     }
 
     fn integer(&mut self, node: &'a Spanned, pointer: &str) -> Result<String> {
         let lo = [("minimum", 0.0), ("exclusiveMinimum", 1.0)]
             .iter()
-            .filter_map(|(k, d)| self.bound(node, k, pointer).transpose().map(|b| b.map(|b| (b + d).ceil())))
+            .filter_map(|(k, d)| {
+                self.bound(node, k, pointer)
+                    .transpose()
+                    .map(|b| b.map(|b| (b + d).ceil()))
+            })
             .collect::<Result<Vec<f64>>>()?
             .into_iter()
             .reduce(f64::max);
         let hi = [("maximum", 0.0), ("exclusiveMaximum", 1.0)]
             .iter()
-            .filter_map(|(k, d)| self.bound(node, k, pointer).transpose().map(|b| b.map(|b| (b - d).floor())))
+            .filter_map(|(k, d)| {
+                self.bound(node, k, pointer)
+                    .transpose()
+                    .map(|b| b.map(|b| (b - d).floor()))
+            })
             .collect::<Result<Vec<f64>>>()?
             .into_iter()
             .reduce(f64::min);
         if lo.is_none() && hi.is_none() {
             return Ok(format!("/{JSON_INTEGER}/"));
         }
-        #[allow(clippy::cast_possible_truncation, reason = "bounds beyond 1e30 are clamped, as no generator reaches them")]
+        #[allow(
+            clippy::cast_possible_truncation,
+            reason = "bounds beyond 1e30 are clamped, as no generator reaches them"
+        )]
         let to_int = |f: f64| f.clamp(-1e30, 1e30) as i128;
         let (lo, hi) = (lo.map(to_int), hi.map(to_int));
         if let (Some(a), Some(b)) = (lo, hi)
             && a > b
         {
-            return Err(self.error(node, pointer, "no integer lies between the minimum and the maximum"));
+            return Err(self.error(
+                node,
+                pointer,
+                "no integer lies between the minimum and the maximum",
+            ));
         }
         Ok(format!("/{}/", integer_range(lo, hi)))
     }
@@ -313,7 +448,9 @@ impl<'a> Compiler<'a> {
     fn number(&mut self, node: &'a Spanned, pointer: &str) -> Result<String> {
         for key in ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"] {
             if node.get(key).is_some() {
-                let msg = format!("{key} on type number is not supported (it is on integer); remove it or use integer");
+                let msg = format!(
+                    "{key} on type number is not supported (it is on integer); remove it or use integer"
+                );
                 return Err(self.error(node, &format!("{pointer}/{key}"), &msg));
             }
         }
@@ -325,29 +462,63 @@ impl<'a> Compiler<'a> {
         let required: Vec<String> = match node.get("required").map(|r| &r.value) {
             Some(Value::Array(items)) => items
                 .iter()
-                .filter_map(|i| if let Value::String(s) = &i.value { Some(s.clone()) } else { None })
+                .filter_map(|i| {
+                    if let Value::String(s) = &i.value {
+                        Some(s.clone())
+                    } else {
+                        None
+                    }
+                })
                 .collect(),
             _ => Vec::new(),
         };
         if let Some(p) = node.get("properties") {
             let Value::Object(members) = &p.value else {
-                return Err(self.error(p, &format!("{pointer}/properties"), "properties must be an object"));
+                return Err(self.error(
+                    p,
+                    &format!("{pointer}/properties"),
+                    "properties must be an object",
+                ));
             };
             for (key, sub) in members {
-                let rule = self.node(sub, &format!("{pointer}/properties/{}", key.replace('~', "~0").replace('/', "~1")))?;
-                props.push((string_literal(&json_string(key)), rule, required.contains(key)));
+                let rule = self.node(
+                    sub,
+                    &format!(
+                        "{pointer}/properties/{}",
+                        key.replace('~', "~0").replace('/', "~1")
+                    ),
+                )?;
+                props.push((
+                    string_literal(&json_string(key)),
+                    rule,
+                    required.contains(key),
+                ));
             }
         }
         for name in &required {
-            if !props.iter().any(|(k, _, _)| *k == string_literal(&json_string(name))) {
-                let msg = format!("required property {name:?} is not listed in properties; add it there");
+            if !props
+                .iter()
+                .any(|(k, _, _)| *k == string_literal(&json_string(name)))
+            {
+                let msg =
+                    format!("required property {name:?} is not listed in properties; add it there");
                 return Err(self.error(node, &format!("{pointer}/required"), &msg));
             }
         }
         let additional = match node.get("additionalProperties") {
-            None | Some(Spanned { value: Value::Bool(false), .. }) => None,
-            Some(Spanned { value: Value::Bool(true), .. }) => Some(format!("JSON_STRING \":\" {}", self.any_value())),
-            Some(s) => Some(format!("JSON_STRING \":\" {}", self.node(s, &format!("{pointer}/additionalProperties"))?)),
+            None
+            | Some(Spanned {
+                value: Value::Bool(false),
+                ..
+            }) => None,
+            Some(Spanned {
+                value: Value::Bool(true),
+                ..
+            }) => Some(format!("JSON_STRING \":\" {}", self.any_value())),
+            Some(s) => Some(format!(
+                "JSON_STRING \":\" {}",
+                self.node(s, &format!("{pointer}/additionalProperties"))?
+            )),
         };
         Ok(self.object_rules(&props, additional.as_deref()))
     }
@@ -355,7 +526,11 @@ impl<'a> Compiler<'a> {
     /// `{` members `}` with the properties in schema order, optional ones
     /// skippable, commas exactly between members. Rule `first_k` starts at
     /// property k with nothing written yet; `rest_k` after something was.
-    fn object_rules(&mut self, props: &[(String, String, bool)], additional: Option<&str>) -> String {
+    fn object_rules(
+        &mut self,
+        props: &[(String, String, bool)],
+        additional: Option<&str>,
+    ) -> String {
         let base = rule_name(self.rules.len(), "obj");
         let first = |k: usize| format!("{base}_f{k}");
         let rest = |k: usize| format!("{base}_r{k}");
@@ -371,8 +546,8 @@ impl<'a> Compiler<'a> {
             let mut f = format!("{member} {}", rest(k + 1));
             let mut r = format!("\",\" {member} {}", rest(k + 1));
             if !required {
-                f.push_str(&format!(" | {}", first(k + 1)));
-                r.push_str(&format!(" | {}", rest(k + 1)));
+                let _ = write!(f, " | {}", first(k + 1));
+                let _ = write!(r, " | {}", rest(k + 1));
             }
             self.rules.push((first(k), f));
             self.rules.push((rest(k), r));
@@ -384,20 +559,31 @@ impl<'a> Compiler<'a> {
         if let Some(u) = node.get("uniqueItems")
             && matches!(u.value, Value::Bool(true))
         {
-            return Err(self.error(u, &format!("{pointer}/uniqueItems"), "uniqueItems: true is not supported; remove it"));
+            return Err(self.error(
+                u,
+                &format!("{pointer}/uniqueItems"),
+                "uniqueItems: true is not supported; remove it",
+            ));
         }
         let mut prefix = Vec::new();
         let (prefix_key, rest_key) = match node.get("items").map(|i| &i.value) {
             Some(Value::Array(_)) => ("items", "additionalItems"),
             _ => ("prefixItems", "items"),
         };
-        if let Some(Spanned { value: Value::Array(items), .. }) = node.get(prefix_key) {
+        if let Some(Spanned {
+            value: Value::Array(items),
+            ..
+        }) = node.get(prefix_key)
+        {
             for (i, item) in items.iter().enumerate() {
                 prefix.push(self.node(item, &format!("{pointer}/{prefix_key}/{i}"))?);
             }
         }
         let rest = match node.get(rest_key) {
-            Some(Spanned { value: Value::Bool(false), .. }) => None,
+            Some(Spanned {
+                value: Value::Bool(false),
+                ..
+            }) => None,
             None if !prefix.is_empty() => None,
             None => Some(self.any_value()),
             Some(s) => Some(self.node(s, &format!("{pointer}/{rest_key}"))?),
@@ -409,7 +595,11 @@ impl<'a> Compiler<'a> {
         }
         let k = u32::try_from(prefix.len()).unwrap_or(u32::MAX);
         if max.is_some_and(|m| m < k) {
-            return Err(self.error(node, pointer, "maxItems is smaller than the number of prefixItems (all are generated)"));
+            return Err(self.error(
+                node,
+                pointer,
+                "maxItems is smaller than the number of prefixItems (all are generated)",
+            ));
         }
         let mut seq: Vec<String> = prefix;
         if let Some(item) = rest {
@@ -417,7 +607,11 @@ impl<'a> Compiler<'a> {
             let hi = max.map(|m| m - k);
             seq.extend(repeated_items(&item, lo, hi, seq.is_empty()));
         } else if min > k {
-            return Err(self.error(node, pointer, "minItems needs more items than the schema allows"));
+            return Err(self.error(
+                node,
+                pointer,
+                "minItems needs more items than the schema allows",
+            ));
         }
         let body = join_with_commas(&seq);
         Ok(format!("\"[\" {body} \"]\""))
@@ -440,7 +634,11 @@ fn repeated_items(item: &str, lo: u32, hi: Option<u32>, leading: bool) -> Vec<St
     };
     if leading {
         let inner = format!("{item} {}", tail(lo.saturating_sub(1), hi.map(|h| h - 1)));
-        if lo == 0 { vec![format!("[{inner}]")] } else { vec![inner] }
+        if lo == 0 {
+            vec![format!("[{inner}]")]
+        } else {
+            vec![inner]
+        }
     } else {
         vec![format!("<TAIL>{}", tail(lo, hi))]
     }

@@ -2,6 +2,8 @@
 //! errors can point at the offending node (line and column in the schema
 //! text). Object members keep their order.
 
+use std::fmt::Write as _;
+
 use super::source::error_at;
 use crate::Result;
 
@@ -83,7 +85,9 @@ pub(crate) fn json_string(s: &str) -> String {
             '\t' => out.push_str("\\t"),
             '\u{8}' => out.push_str("\\b"),
             '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
             c => out.push(c),
         }
     }
@@ -224,7 +228,9 @@ impl Parser<'_> {
     }
 
     fn string_escape(&mut self) -> Result<char> {
-        let b = self.peek().ok_or_else(|| self.error("unterminated string"))?;
+        let b = self
+            .peek()
+            .ok_or_else(|| self.error("unterminated string"))?;
         self.pos += 1;
         Ok(match b {
             b'"' => '"',
@@ -237,16 +243,17 @@ impl Parser<'_> {
             b't' => '\t',
             b'u' => {
                 let hi = self.hex4()?;
-                let cp = if (0xD800..0xDC00).contains(&hi) && self.src[self.pos..].starts_with("\\u") {
-                    self.pos += 2;
-                    let lo = self.hex4()?;
-                    if !(0xDC00..0xE000).contains(&lo) {
-                        return Err(self.error("high surrogate not followed by a low one"));
-                    }
-                    0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
-                } else {
-                    hi
-                };
+                let cp =
+                    if (0xD800..0xDC00).contains(&hi) && self.src[self.pos..].starts_with("\\u") {
+                        self.pos += 2;
+                        let lo = self.hex4()?;
+                        if !(0xDC00..0xE000).contains(&lo) {
+                            return Err(self.error("high surrogate not followed by a low one"));
+                        }
+                        0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                    } else {
+                        hi
+                    };
                 char::from_u32(cp).ok_or_else(|| self.error("lone surrogate escape"))?
             }
             _ => return Err(self.error("bad escape")),

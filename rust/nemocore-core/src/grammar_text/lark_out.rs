@@ -154,6 +154,9 @@ mod tests {
         let mut s = String::new();
         regex_class(&mut s, &[(0x2F, 0x2F)]);
         assert_eq!(s, "\\/");
-        assert_eq!(complement(&[(0, 0x60), (0x62, MAX_CHAR)]), vec![(0x61, 0x61)]);
+        assert_eq!(
+            complement(&[(0, 0x60), (0x62, MAX_CHAR)]),
+            vec![(0x61, 0x61)]
+        );
     }
 }

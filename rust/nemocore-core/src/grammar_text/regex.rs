@@ -10,7 +10,9 @@
 //! word boundaries, flags and possessive quantifiers are errors: they are
 //! not regular, or not supported by the engine's byte DFAs.
 
-use super::lark_out::{complement, normalize_ranges, regex_class, regex_char};
+use std::fmt::Write as _;
+
+use super::lark_out::{complement, normalize_ranges, regex_char, regex_class};
 use super::source::error_at;
 use crate::Result;
 
@@ -187,9 +189,15 @@ impl Node {
                     (0, None) => out.push('*'),
                     (1, None) => out.push('+'),
                     (0, Some(1)) => out.push('?'),
-                    (n, None) => out.push_str(&format!("{{{n},}}")),
-                    (n, Some(m)) if n == m => out.push_str(&format!("{{{n}}}")),
-                    (n, Some(m)) => out.push_str(&format!("{{{n},{m}}}")),
+                    (n, None) => {
+                        let _ = write!(out, "{{{n},}}");
+                    }
+                    (n, Some(m)) if n == m => {
+                        let _ = write!(out, "{{{n}}}");
+                    }
+                    (n, Some(m)) => {
+                        let _ = write!(out, "{{{n},{m}}}");
+                    }
                 }
             }
         }
@@ -264,18 +272,16 @@ fn json_escape_regex(c: u32) -> String {
         _ => None,
     };
     let mut s = String::from("\\\\");
-    match short {
-        Some(e) => regex_char(&mut s, u32::from(e)),
-        None => {
-            let hex = format!("{c:02x}");
-            s.push_str("u00");
-            for h in hex.chars() {
-                if h.is_ascii_alphabetic() {
-                    s.push_str(&format!("[{h}{}]", h.to_ascii_uppercase()));
-                } else {
-                    s.push(h);
-                }
-            }
+    if let Some(e) = short {
+        regex_char(&mut s, u32::from(e));
+        return s;
+    }
+    s.push_str("u00");
+    for h in format!("{c:02x}").chars() {
+        if h.is_ascii_alphabetic() {
+            let _ = write!(s, "[{h}{}]", h.to_ascii_uppercase());
+        } else {
+            s.push(h);
         }
     }
     s
@@ -307,7 +313,12 @@ impl Parser<'_> {
     }
 
     fn error(&self, message: &str) -> crate::Error {
-        let offset = self.chars.get(self.pos).map_or(self.src.len(), |&(o, _)| o);
+        self.error_from(self.pos, message)
+    }
+
+    /// An error pointing at character `index` (where the offending construct starts).
+    fn error_from(&self, index: usize, message: &str) -> crate::Error {
+        let offset = self.chars.get(index).map_or(self.src.len(), |&(o, _)| o);
         error_at(self.src, offset, format!("regex: {message}"))
     }
 
@@ -346,11 +357,7 @@ impl Parser<'_> {
             },
             _ => return Ok(atom),
         };
-        if self.peek() != Some('}') {
-            self.pos += 1;
-        } else {
-            self.pos += 1;
-        }
+        self.pos += 1; // the operator, or the closing brace
         self.eat('?'); // lazy: same language
         if matches!(self.peek(), Some('*' | '+' | '?' | '{')) {
             return Err(self.error("possessive or doubled quantifiers are not supported"));
@@ -369,6 +376,11 @@ impl Parser<'_> {
         } else {
             (min, None)
         };
+        // Python reads `{,n}` as `{0,n}`; ECMAScript as literal text.
+        let bounds = match bounds {
+            (None, Some(Some(h))) if self.dialect == Dialect::Python => (Some(0), Some(Some(h))),
+            b => b,
+        };
         let (Some(lo), hi) = (bounds.0, bounds.1) else {
             self.pos = start;
             return Ok(None);
@@ -383,10 +395,13 @@ impl Parser<'_> {
             Some(Some(h)) => Some(h),
         };
         if lo > MAX_REPEAT || hi.is_some_and(|h| h > MAX_REPEAT) {
-            return Err(self.error(&format!("repetition counts above {MAX_REPEAT} are not supported")));
+            return Err(self.error_from(
+                start,
+                &format!("repetition counts above {MAX_REPEAT} are not supported"),
+            ));
         }
         if hi.is_some_and(|h| h < lo) {
-            return Err(self.error("repetition {n,m} needs n <= m"));
+            return Err(self.error_from(start, "repetition {n,m} needs n <= m"));
         }
         Ok(Some((lo, hi)))
     }
@@ -430,13 +445,14 @@ impl Parser<'_> {
     }
 
     fn group(&mut self) -> Result<Node> {
+        let start = self.pos;
         self.pos += 1;
         if self.eat('?') {
             match (self.peek(), self.peek_at(1)) {
                 (Some(':'), _) => self.pos += 1,
                 (Some('P'), Some('<')) | (Some('<'), Some(_)) => {
                     if matches!(self.peek_at(1), Some('=' | '!')) {
-                        return Err(self.error("lookbehind is not supported"));
+                        return Err(self.error_from(start, "lookbehind is not supported"));
                     }
                     while !matches!(self.peek(), Some('>') | None) {
                         self.pos += 1;
@@ -445,8 +461,15 @@ impl Parser<'_> {
                         return Err(self.error("unterminated group name"));
                     }
                 }
-                (Some('=' | '!'), _) => return Err(self.error("lookahead is not supported")),
-                _ => return Err(self.error("inline flags and other (?...) groups are not supported")),
+                (Some('=' | '!'), _) => {
+                    return Err(self.error_from(start, "lookahead is not supported"));
+                }
+                _ => {
+                    return Err(self.error_from(
+                        start,
+                        "inline flags and other (?...) groups are not supported",
+                    ));
+                }
             }
         }
         let inner = self.alternation()?;
@@ -464,6 +487,7 @@ impl Parser<'_> {
         }
         let mut ranges = Vec::new();
         loop {
+            let item_start = self.pos;
             let lo = match self.peek() {
                 None => return Err(self.error("missing ']'")),
                 Some(']') => {
@@ -497,7 +521,7 @@ impl Parser<'_> {
                     return Err(self.error("a class range cannot end in a class escape"));
                 };
                 if b != b2 || *b < a {
-                    return Err(self.error("class range out of order"));
+                    return Err(self.error_from(item_start, "class range out of order"));
                 }
                 ranges.push((a, *b));
             } else {
@@ -517,14 +541,25 @@ impl Parser<'_> {
         let Some(c) = self.peek() else {
             return Err(self.error("pattern ends with a lone backslash"));
         };
+        let start = self.pos - 1;
         self.pos += 1;
         let one = |cp: u32| Ok(vec![(cp, cp)]);
         match c {
             'd' => Ok(vec![(0x30, 0x39)]),
-            'w' => Ok(normalize_ranges(vec![(0x30, 0x39), (0x41, 0x5A), (0x5F, 0x5F), (0x61, 0x7A)])),
+            'w' => Ok(normalize_ranges(vec![
+                (0x30, 0x39),
+                (0x41, 0x5A),
+                (0x5F, 0x5F),
+                (0x61, 0x7A),
+            ])),
             's' => Ok(self.space()),
             'D' => Ok(complement(&[(0x30, 0x39)])),
-            'W' => Ok(complement(&normalize_ranges(vec![(0x30, 0x39), (0x41, 0x5A), (0x5F, 0x5F), (0x61, 0x7A)]))),
+            'W' => Ok(complement(&normalize_ranges(vec![
+                (0x30, 0x39),
+                (0x41, 0x5A),
+                (0x5F, 0x5F),
+                (0x61, 0x7A),
+            ]))),
             'S' => Ok(complement(&self.space())),
             'n' => one(0x0A),
             'r' => one(0x0D),
@@ -535,20 +570,38 @@ impl Parser<'_> {
             '0' if !self.peek().is_some_and(|d| d.is_ascii_digit()) => one(0),
             'x' => self.hex_escape(2).map(|cp| vec![(cp, cp)]),
             'u' => self.unicode_escape().map(|cp| vec![(cp, cp)]),
-            'b' | 'B' => Err(self.error("word boundaries (\\b, \\B) are not supported")),
-            '1'..='9' | 'k' => Err(self.error("backreferences are not supported")),
-            'A' | 'Z' | 'z' | 'G' => Err(self.error("anchors other than ^ and $ at the ends are not supported")),
-            'p' | 'P' => Err(self.error("Unicode property escapes (\\p{..}) are not supported")),
+            'b' | 'B' => {
+                Err(self.error_from(start, "word boundaries (\\b, \\B) are not supported"))
+            }
+            '1'..='9' | 'k' => Err(self.error_from(start, "backreferences are not supported")),
+            'A' | 'Z' | 'z' | 'G' => Err(self.error_from(
+                start,
+                "anchors other than ^ and $ at the ends are not supported",
+            )),
+            'p' | 'P' => Err(self.error_from(
+                start,
+                "Unicode property escapes (\\p{..}) are not supported",
+            )),
             c if c.is_ascii_punctuation() || c == ' ' => one(u32::from(c)),
-            c => Err(self.error(&format!("unknown escape '\\{c}'"))),
+            c => Err(self.error_from(start, &format!("unknown escape '\\{c}'"))),
         }
     }
 
     fn space(&self) -> Vec<(u32, u32)> {
         let mut r = vec![(0x09, 0x0D), (0x20, 0x20)];
         if self.dialect == Dialect::Ecma {
-            r.extend([(0xA0, 0xA0), (0x1680, 0x1680), (0x2000, 0x200A), (0x2028, 0x2029)]);
-            r.extend([(0x202F, 0x202F), (0x205F, 0x205F), (0x3000, 0x3000), (0xFEFF, 0xFEFF)]);
+            r.extend([
+                (0xA0, 0xA0),
+                (0x1680, 0x1680),
+                (0x2000, 0x200A),
+                (0x2028, 0x2029),
+            ]);
+            r.extend([
+                (0x202F, 0x202F),
+                (0x205F, 0x205F),
+                (0x3000, 0x3000),
+                (0xFEFF, 0xFEFF),
+            ]);
         }
         normalize_ranges(r)
     }
@@ -579,7 +632,10 @@ impl Parser<'_> {
             return Ok(cp);
         }
         let cp = self.hex_escape(4)?;
-        if (0xD800..=0xDBFF).contains(&cp) && self.peek() == Some('\\') && self.peek_at(1) == Some('u') {
+        if (0xD800..=0xDBFF).contains(&cp)
+            && self.peek() == Some('\\')
+            && self.peek_at(1) == Some('u')
+        {
             self.pos += 2;
             let low = self.hex_escape(4)?;
             if (0xDC00..=0xDFFF).contains(&low) {
@@ -605,14 +661,17 @@ mod tests {
     fn emits_one_terminal() {
         assert_eq!(lark("ab+"), "start: PATTERN\nPATTERN: /ab+/\n");
         assert_eq!(lark("a|b*"), "start: PATTERN |\nPATTERN: /a|bb*/\n");
-        assert_eq!(lark("[a-c/]{2}"), "start: PATTERN\nPATTERN: /[\\/a-c][\\/a-c]{1}/\n");
+        assert_eq!(
+            lark("[a-c/]{2}"),
+            "start: PATTERN\nPATTERN: /[\\/a-c][\\/a-c]{1}/\n"
+        );
     }
 
     #[test]
     fn errors_point_at_the_problem() {
         for (p, col, what) in [
-            ("ab(?=c)", 5, "lookahead"),
-            ("a\\1", 4, "backreference"),
+            ("ab(?=c)", 3, "lookahead"),
+            ("a\\1", 2, "backreference"),
             ("(ab", 4, "missing ')'"),
             ("*a", 1, "nothing to repeat"),
             ("a^b", 2, "'^'"),
