@@ -159,13 +159,15 @@ class GroupedExperts(nn.Module):
 
     def forward(self, x: Tensor, topk_ids: Tensor, topk_weights: Tensor) -> Tensor:
         """x: (T, w); topk_ids, topk_weights: (T, k) -> (T, w), ``sum_j w_j expert_j(x)``."""
-        permuted, row_id_map, counts = ops.moe_permute(x, topk_ids, self.num_experts)
+        # The permute is fused into the up projection's load: the (T*k, w) copy of the tokens
+        # is never written; each row of the grouped GEMM reads its token through token_of_row.
+        row_id_map, token_of_row, counts = ops.moe_sort(topk_ids, self.num_experts)
         expert_of_row = None
         if self.up_bias is not None:
             expert_of_row = torch.repeat_interleave(torch.arange(self.num_experts), counts).to(
                 x.device
             )
-        h = ops.grouped_mm(permuted, self.up_proj, counts, trans_b=True)
+        h = ops.grouped_mm(x, self.up_proj, counts, trans_b=True, a_rows=token_of_row)
         if expert_of_row is not None:
             h = h + self.up_bias[expert_of_row]
         h = torch.relu(h).square()
