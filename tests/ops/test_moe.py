@@ -226,6 +226,27 @@ def test_grouped_mm_gathered_bad_input():
         ops.grouped_mm(x, b, torch.tensor([1, 1]), a_rows=torch.tensor([0.0, 1.0]))
 
 
+@requires_cuda
+@pytest.mark.cuda
+@pytest.mark.skipif(not _cuda_moe_built(), reason="CUDA MoE kernels not built")
+@pytest.mark.parametrize("gather", [False, True], ids=["rows", "gathered"])
+def test_cuda_hopper_kernel_matches_portable_kernel(monkeypatch, gather):
+    """On an H100/H200 the wgmma kernel runs; NEMOCORE_WGMMA=0 forces the mma.sync one."""
+    T, E, k, K, N = 3000, 16, 4, 1024, 776
+    ids = _routing(T, E, k, "cuda")
+    _, rows, counts = ops.moe_sort(ids, E)
+    x = torch.randn(T, K, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(E, N, K, device="cuda", dtype=torch.bfloat16)
+    a = x if gather else x[rows]
+    kwargs = {"a_rows": rows} if gather else {}
+    hopper = ops.grouped_mm(a, b, counts, trans_b=True, **kwargs)
+    monkeypatch.setenv("NEMOCORE_WGMMA", "0")
+    portable = ops.grouped_mm(a, b, counts, trans_b=True, **kwargs)
+    truth = ref.grouped_mm(x[rows].double(), b.double(), counts, True)
+    for got in (hopper, portable):  # both one bf16 rounding of an fp32 sum
+        torch.testing.assert_close(got.double(), truth, rtol=1e-2, atol=1e-2 * _scale(truth))
+
+
 # ---- permute / unpermute ----------------------------------------------------------------------
 
 
