@@ -65,6 +65,8 @@ def compile_emulated(source: str, out: Path) -> Path:
         ("moe_sm90_emu.cpp", "reverse"),
         ("attention_emu.cpp", "forward"),  # decode attention: split-KV partials, LSE merge
         ("attention_emu.cpp", "reverse"),
+        ("token_bitmask_emu.cpp", "forward"),  # grammar token bitmask: awkward vocabs, strides
+        ("token_bitmask_emu.cpp", "reverse"),
     ],
 )
 def test_cuda_kernels_under_emulation(tmp_path, source, order):

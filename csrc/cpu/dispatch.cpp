@@ -31,4 +31,8 @@ void moe_sort(const MoeSortParams& p) { NEMOCORE_CPU_DISPATCH(moe_sort, p) }
 
 void attention_decode(const AttentionDecodeParams& p) { NEMOCORE_CPU_DISPATCH(attention_decode, p) }
 
+void apply_token_bitmask(const TokenBitmaskParams& p) {
+  NEMOCORE_CPU_DISPATCH(apply_token_bitmask, p)
+}
+
 }  // namespace nemocore::cpu

@@ -6,6 +6,7 @@
 #include "nemocore/causal_conv1d.h"
 #include "nemocore/moe.h"
 #include "nemocore/ssd.h"
+#include "nemocore/token_bitmask.h"
 
 #define NEMOCORE_DECLARE_CPU_KERNELS(ns)                        \
   namespace nemocore::cpu::ns {                                 \
@@ -22,6 +23,7 @@
   void moe_combine_wgrad(const MoeCombineWgradParams& p);       \
   void moe_sort(const MoeSortParams& p);                        \
   void attention_decode(const AttentionDecodeParams& p);        \
+  void apply_token_bitmask(const TokenBitmaskParams& p);        \
   }
 
 NEMOCORE_DECLARE_CPU_KERNELS(base)

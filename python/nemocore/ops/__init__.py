@@ -15,8 +15,10 @@ from nemocore.ops.attention import (
 from nemocore.ops.causal_conv1d import causal_conv1d_fn, causal_conv1d_update
 from nemocore.ops.moe import grouped_mm, moe_permute, moe_sort, moe_unpermute
 from nemocore.ops.ssd import mamba_chunk_scan_combined, selective_state_update
+from nemocore.ops.token_bitmask import apply_token_bitmask_inplace
 
 __all__ = [
+    "apply_token_bitmask_inplace",
     "bifurcated_attention",
     "causal_conv1d_fn",
     "causal_conv1d_update",
