@@ -22,6 +22,7 @@ void register_causal_conv1d(py::module_& m);
 void register_ssd(py::module_& m);
 void register_moe(py::module_& m);
 void register_attention(py::module_& m);
+void register_quant(py::module_& m);
 void register_token_bitmask(py::module_& m);
 }  // namespace nemocore::bindings
 
@@ -122,5 +123,6 @@ PYBIND11_MODULE(_C, m) {
   nemocore::bindings::register_ssd(m);
   nemocore::bindings::register_moe(m);
   nemocore::bindings::register_attention(m);
+  nemocore::bindings::register_quant(m);
   nemocore::bindings::register_token_bitmask(m);
 }

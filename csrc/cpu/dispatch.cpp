@@ -31,6 +31,10 @@ void moe_sort(const MoeSortParams& p) { NEMOCORE_CPU_DISPATCH(moe_sort, p) }
 
 void attention_decode(const AttentionDecodeParams& p) { NEMOCORE_CPU_DISPATCH(attention_decode, p) }
 
+void abs_max(const AbsMaxParams& p) { NEMOCORE_CPU_DISPATCH(abs_max, p) }
+void nvfp4_quantize(const Nvfp4QuantizeParams& p) { NEMOCORE_CPU_DISPATCH(nvfp4_quantize, p) }
+void nvfp4_dequantize(const Nvfp4DequantizeParams& p) { NEMOCORE_CPU_DISPATCH(nvfp4_dequantize, p) }
+
 void apply_token_bitmask(const TokenBitmaskParams& p) {
   NEMOCORE_CPU_DISPATCH(apply_token_bitmask, p)
 }

@@ -5,6 +5,7 @@
 #include "nemocore/attention.h"
 #include "nemocore/causal_conv1d.h"
 #include "nemocore/moe.h"
+#include "nemocore/quant.h"
 #include "nemocore/ssd.h"
 #include "nemocore/token_bitmask.h"
 
@@ -23,6 +24,9 @@
   void moe_combine_wgrad(const MoeCombineWgradParams& p);       \
   void moe_sort(const MoeSortParams& p);                        \
   void attention_decode(const AttentionDecodeParams& p);        \
+  void abs_max(const AbsMaxParams& p);                          \
+  void nvfp4_quantize(const Nvfp4QuantizeParams& p);            \
+  void nvfp4_dequantize(const Nvfp4DequantizeParams& p);        \
   void apply_token_bitmask(const TokenBitmaskParams& p);        \
   }
 

@@ -1,0 +1,140 @@
+// pybind11 glue for the NVFP4 kernels (abs-max, quantize, dequantize, dequantizing GEMM):
+// unpack, check, release the GIL, launch. No logic; python/nemocore/quant/nvfp4.py allocates
+// the outputs.
+#include <pybind11/pybind11.h>
+
+#include <string>
+
+#include "launch.h"
+#include "nemocore/quant.h"
+#include "tensor_view.h"
+
+// CMake defines NEMOCORE_WITH_CUDA_QUANT when csrc/cuda/nvfp4_*.cu are part of the build;
+// otherwise CUDA tensors get a clear error.
+#if defined(NEMOCORE_WITH_CUDA) && defined(NEMOCORE_WITH_CUDA_QUANT)
+#define NEMOCORE_QUANT_CUDA(fn) (&::nemocore::cuda::fn)
+#else
+#define NEMOCORE_QUANT_CUDA(fn) nullptr
+#endif
+
+namespace py = pybind11;
+
+namespace nemocore::bindings {
+namespace {
+
+// A 2D float32/bfloat16/float16 tensor with contiguous rows.
+void check_rows(const TensorView& x, const char* name) {
+  check(x.dim() == 2, std::string(name) + ": expected (rows, cols), got " + x.describe());
+  check(x.dtype == DType::kFloat32 || x.dtype == DType::kBFloat16 || x.dtype == DType::kFloat16,
+        std::string(name) + ": expected float32, bfloat16 or float16, got " + x.describe());
+  check(x.size(1) <= 1 || x.stride(1) == 1,
+        std::string(name) + ": the last dim must be contiguous, got " + x.describe());
+}
+
+void check_u8(const TensorView& t, const char* name, const std::vector<int64_t>& shape,
+              const TensorView& ref) {
+  check_shape(t, name, shape);
+  check_dtype(t, name, DType::kUInt8);
+  check_same_device(t, name, ref, "x");
+  check_contiguous(t, name);
+}
+
+void check_scalar_f32(const TensorView& t, const char* name, const TensorView& ref) {
+  check(t.dim() == 0 || (t.dim() == 1 && t.size(0) == 1),
+        std::string(name) + ": expected one float32 value, got " + t.describe());
+  check_dtype(t, name, DType::kFloat32);
+  check_same_device(t, name, ref, "x");
+}
+
+void abs_max(const py::handle& x_obj, const py::handle& out_obj, int num_threads,
+             uintptr_t stream) {
+  const TensorView x = view_of(x_obj, "x"), out = view_of(out_obj, "out");
+  check_rows(x, "x");
+  check(out.dim() == 1 && out.size(0) == 1 && out.dtype == DType::kInt32,
+        "out: expected (1,) int32, got " + out.describe());
+  check_same_device(out, "out", x, "x");
+  AbsMaxParams p;
+  p.x = x.data, p.dtype = x.dtype, p.rows = x.size(0), p.cols = x.size(1);
+  p.row_stride = x.stride(0);
+  p.out_bits = static_cast<uint32_t*>(out.data);
+  p.num_threads = num_threads < 1 ? 1 : num_threads;
+  p.stream = reinterpret_cast<void*>(stream);
+  launch(x, "nvfp4 abs_max", &cpu::abs_max, NEMOCORE_QUANT_CUDA(abs_max), p);
+}
+
+void nvfp4_quantize(const py::handle& x_obj, double amax, int compat, bool block_2d,
+                    const py::handle& rand_obj, const py::handle& qdata_obj,
+                    const py::handle& scales_obj, const py::handle& tensor_scale_obj,
+                    int num_threads, uintptr_t stream) {
+  const TensorView x = view_of(x_obj, "x");
+  check_rows(x, "x");
+  check(compat == 0 || compat == 1, "compat: expected 0 (te) or 1 (torchao)");
+  Nvfp4QuantizeParams p;
+  p.x = x.data, p.dtype = x.dtype, p.rows = x.size(0), p.cols = x.size(1);
+  p.row_stride = x.stride(0);
+  const int64_t nb = (p.cols + 15) / 16;
+  p.amax = static_cast<float>(amax);
+  p.compat = static_cast<Nvfp4Compat>(compat);
+  p.block_2d = block_2d;
+  if (const auto rand = optional_view_of(rand_obj, "rand")) {
+    check_shape(*rand, "rand", {p.rows, nb * 16});
+    check_dtype(*rand, "rand", DType::kFloat32);
+    check_same_device(*rand, "rand", x, "x");
+    check_contiguous(*rand, "rand");
+    p.rand = static_cast<const float*>(rand->data);
+  }
+  const TensorView q = view_of(qdata_obj, "qdata"), s = view_of(scales_obj, "scales");
+  const TensorView ts = view_of(tensor_scale_obj, "tensor_scale");
+  check_u8(q, "qdata", {p.rows, nb * 8}, x);
+  check_u8(s, "scales", {p.rows, nb}, x);
+  check_scalar_f32(ts, "tensor_scale", x);
+  p.qdata = static_cast<uint8_t*>(q.data), p.scales = static_cast<uint8_t*>(s.data);
+  p.tensor_scale = static_cast<float*>(ts.data);
+  p.num_threads = num_threads < 1 ? 1 : num_threads;
+  p.stream = reinterpret_cast<void*>(stream);
+  launch(x, "nvfp4_quantize", &cpu::nvfp4_quantize, NEMOCORE_QUANT_CUDA(nvfp4_quantize), p);
+}
+
+void nvfp4_dequantize(const py::handle& qdata_obj, const py::handle& scales_obj,
+                      const py::handle& tensor_scale_obj, const py::handle& out_obj,
+                      int num_threads, uintptr_t stream) {
+  const TensorView q = view_of(qdata_obj, "qdata"), out = view_of(out_obj, "out");
+  check(q.dim() == 2, "qdata: expected (rows, Kp/2) uint8, got " + q.describe());
+  const int64_t rows = q.size(0), half = q.size(1);
+  check(half % 8 == 0, "qdata: the packed width must be a multiple of 8 bytes (16-blocks)");
+  check_u8(q, "qdata", {rows, half}, q);
+  check_u8(view_of(scales_obj, "scales"), "scales", {rows, half / 8}, q);
+  const TensorView s = view_of(scales_obj, "scales"),
+                   ts = view_of(tensor_scale_obj, "tensor_scale");
+  check_scalar_f32(ts, "tensor_scale", q);
+  check(out.dim() == 2 && out.size(0) == rows && out.size(1) <= half * 2 &&
+            out.size(1) > half * 2 - 16,
+        "out: expected (rows, cols) with cols within the last 16-block of qdata, got " +
+            out.describe());
+  check_same_device(out, "out", q, "qdata");
+  check_contiguous(out, "out");
+  Nvfp4DequantizeParams p;
+  p.qdata = static_cast<const uint8_t*>(q.data), p.scales = static_cast<const uint8_t*>(s.data);
+  p.tensor_scale = static_cast<const float*>(ts.data);
+  p.qdata_cols = half, p.rows = rows, p.cols = out.size(1), p.out_dtype = out.dtype;
+  p.out = out.data;
+  p.num_threads = num_threads < 1 ? 1 : num_threads;
+  p.stream = reinterpret_cast<void*>(stream);
+  launch(q, "nvfp4 dequantize", &cpu::nvfp4_dequantize, NEMOCORE_QUANT_CUDA(nvfp4_dequantize), p);
+}
+
+}  // namespace
+
+void register_quant(py::module_& m) {
+  m.def("abs_max", &abs_max, py::arg("x"), py::arg("out"), py::arg("num_threads"),
+        py::arg("stream"), "max |x| of a (rows, cols) float tensor as int32 bits into out.");
+  m.def("nvfp4_quantize", &nvfp4_quantize, py::arg("x"), py::arg("amax"), py::arg("compat"),
+        py::arg("block_2d"), py::arg("rand"), py::arg("qdata"), py::arg("scales"),
+        py::arg("tensor_scale"), py::arg("num_threads"), py::arg("stream"),
+        "NVFP4-quantize x (rows, cols) into qdata, scales and tensor_scale.");
+  m.def("nvfp4_dequantize", &nvfp4_dequantize, py::arg("qdata"), py::arg("scales"),
+        py::arg("tensor_scale"), py::arg("out"), py::arg("num_threads"), py::arg("stream"),
+        "NVFP4 qdata/scales/tensor_scale into out (rows, cols).");
+}
+
+}  // namespace nemocore::bindings
