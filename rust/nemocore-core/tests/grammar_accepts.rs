@@ -1,6 +1,14 @@
 //! `Grammar::accepts` / `accepts_prefix` against an independent CFG
 //! reference, and the Lark front end's lexical features.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    clippy::cast_precision_loss,
+    clippy::cast_sign_loss,
+    reason = "test helpers: a failed unwrap is a failed test; small synthetic data"
+)]
+
 mod grammar_support;
 
 use grammar_support::{strings, test_cfgs};

@@ -156,6 +156,15 @@ pub struct Chart {
     stamp_t: Vec<u64>,
     generation: u64,
     seen: FxHashSet<u64>,
+    /// Whether `seen` mirrors the open column (it is large).
+    hashed: bool,
+}
+
+/// Columns with fewer items are deduplicated by a linear search.
+const LINEAR_DEDUP: usize = 24;
+
+fn key(d: u32, o: u32) -> u64 {
+    u64::from(d) << 32 | u64::from(o)
 }
 
 impl Chart {
@@ -190,7 +199,10 @@ impl Chart {
     /// then close it with [`finish`](Self::finish).
     pub fn begin(&mut self) {
         self.generation += 1;
-        self.seen.clear();
+        if self.hashed {
+            self.seen.clear();
+            self.hashed = false;
+        }
         let items = u32::try_from(self.items.len()).unwrap_or(u32::MAX);
         let expects = u32::try_from(self.expects.len()).unwrap_or(u32::MAX);
         self.cols.push(Col {
@@ -242,14 +254,33 @@ impl Chart {
         }
     }
 
+    /// Adds an item unless the open column has it. Small columns are
+    /// searched linearly; past [`LINEAR_DEDUP`] items a hash set takes over.
     fn add(&mut self, t: &Tables, d: u32, o: u32) {
-        if self.seen.insert(u64::from(d) << 32 | u64::from(o)) {
-            self.push(t, d, o);
+        let start = self.cols[self.cols.len() - 1].items as usize;
+        let n = self.items.len() - start;
+        if n < LINEAR_DEDUP {
+            if self.items[start..].contains(&(d, o)) {
+                return;
+            }
+        } else {
+            if !self.hashed {
+                self.hashed = true;
+                let keys = self.items[start..].iter().map(|&(d, o)| key(d, o));
+                self.seen.extend(keys);
+            }
+            if !self.seen.insert(key(d, o)) {
+                return;
+            }
         }
+        self.push(t, d, o);
     }
 
     fn push(&mut self, t: &Tables, d: u32, o: u32) {
         self.items.push((d, o));
+        if self.hashed {
+            self.seen.insert(key(d, o));
+        }
         if d == t.accept_item
             && o == 0
             && let Some(last) = self.cols.last_mut()

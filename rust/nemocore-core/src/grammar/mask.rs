@@ -2,15 +2,16 @@
 //!
 //! The mask is split as xgrammar splits it (context-independent and
 //! context-dependent tokens). For every lexer thread (terminal `t` in DFA
-//! state `s`), the tokens whose bytes keep `t`'s DFA alive without ever
-//! reaching an accepting state are allowed whatever the parser holds (the
-//! lexeme simply continues): that bitset is computed once per `(t, s)` and
-//! cached in the [`TokenTable`]. Tokens that reach an accepting state of
-//! some thread form whole trie subtrees (cached as preorder ranges); only
-//! those are checked by walking the trie with the real parse state, pushing
-//! a byte when descending and truncating when ascending (the state is
-//! append-only, so truncation is the undo log). Every other token kills
-//! every thread and is disallowed.
+//! state `s`), the tokens whose bytes keep `t`'s DFA alive to their last
+//! byte are allowed whatever the parser holds (the lexeme simply goes on,
+//! and a live thread is always viable): that bitset is computed once per
+//! `(t, s)` and cached in the [`TokenTable`]. Tokens that pass an accepting
+//! state of some thread and then leave its lexeme form trie subtrees
+//! (cached as preorder ranges); only those are checked by walking the trie
+//! with the real parse state, pushing a byte when descending and truncating
+//! when ascending (the state is append-only, so truncation is the undo
+//! log). Every other token kills every thread before any lexeme ends and
+//! is disallowed.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -39,7 +40,9 @@ pub struct TokenTable {
     eos: Vec<u32>,
     is_eos: Vec<bool>,
     trie: Trie,
-    cache: Mutex<FxHashMap<(u64, u32, u32), Arc<TokenSets>>>,
+    /// Token sets per terminal regex (so grammars with the same terminal
+    /// share them) and DFA state.
+    cache: Mutex<FxHashMap<String, FxHashMap<u32, Arc<TokenSets>>>>,
 }
 
 impl TokenTable {
@@ -122,51 +125,59 @@ impl TokenTable {
         self.vocab_size.div_ceil(32)
     }
 
-    fn sets(&self, gid: u64, term: u32, state: u32, dfa: &Dfa) -> Arc<TokenSets> {
-        let key = (gid, term, state);
-        if let Some(s) = self
+    fn sets(&self, pattern: &str, state: u32, dfa: &Dfa) -> Arc<TokenSets> {
+        let cached = self
             .cache
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(&key)
-        {
-            return Arc::clone(s);
+            .get(pattern)
+            .and_then(|m| m.get(&state).cloned());
+        if let Some(s) = cached {
+            return s;
         }
         let sets = Arc::new(self.compute_sets(dfa, state));
         self.cache
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(key, Arc::clone(&sets));
+            .entry(pattern.to_string())
+            .or_default()
+            .insert(state, Arc::clone(&sets));
         sets
     }
 
+    /// Splits the vocabulary for a thread in DFA state `start`: tokens
+    /// that keep the DFA alive to their last byte (the lexeme goes on, so
+    /// the state stays viable whatever the parser holds) and subtrees of
+    /// tokens that pass an accepting state and then leave the lexeme (the
+    /// parser decides those). Tokens that die before any accepting state
+    /// are in neither.
     fn compute_sets(&self, dfa: &Dfa, start: u32) -> TokenSets {
         let t = &self.trie;
         let mut inside = vec![0u32; self.mask_words()];
         let mut ranges: Vec<(u32, u32)> = Vec::new();
-        let mut states = vec![start; 1];
+        // (state, an accepting state was passed on the path) per depth.
+        let mut path = vec![(start, false)];
         let mut i = 1;
         while i < t.len() {
             let d = t.depth[i] as usize;
-            states.truncate(d);
-            let s = dfa.next(states[d - 1], t.byte[i]);
-            let end = t.end[i] as usize;
+            path.truncate(d);
+            let (parent, accepted) = path[d - 1];
+            let s = dfa.next(parent, t.byte[i]);
+            let end = t.end[i];
             if s == DEAD {
-                i = end;
-                continue;
-            }
-            if dfa.is_accepting(s) {
-                match ranges.last_mut() {
-                    Some(last) if last.1 as usize == i => last.1 = t.end[i],
-                    _ => ranges.push((u32::try_from(i).unwrap_or(u32::MAX), t.end[i])),
+                if accepted {
+                    match ranges.last_mut() {
+                        Some(last) if last.1 as usize == i => last.1 = end,
+                        _ => ranges.push((u32::try_from(i).unwrap_or(u32::MAX), end)),
+                    }
                 }
-                i = end;
+                i = end as usize;
                 continue;
             }
             for &id in t.ids_at(i) {
                 set_bit(&mut inside, id);
             }
-            states.push(s);
+            path.push((s, accepted || dfa.is_accepting(s)));
             i += 1;
         }
         TokenSets { inside, ranges }
@@ -188,7 +199,6 @@ pub(crate) struct Scratch {
 /// Fills `mask` for `state` (ids of EOS excluded; the caller sets them).
 pub(crate) fn fill(
     g: &Compiled,
-    gid: u64,
     state: &mut State,
     table: &TokenTable,
     mask: &mut [u32],
@@ -216,7 +226,7 @@ pub(crate) fn fill(
     } else {
         for &(term, st) in &scratch.threads {
             let Some(dfa) = g.dfa(term) else { continue };
-            let sets = table.sets(gid, term, st, dfa);
+            let sets = table.sets(&g.ir.terms[term as usize].pattern, st, dfa);
             let counts_inside = match (&*state, &g.python) {
                 (State::Py(s), Some(py)) => s.acceptable(g, py, term),
                 _ => true,

@@ -118,7 +118,6 @@ impl Matcher {
         self.words.resize(table.mask_words(), 0);
         mask::fill(
             g,
-            self.grammar.id,
             &mut self.state,
             table,
             &mut self.words,

@@ -31,8 +31,6 @@ mod python;
 mod state;
 mod trie;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use crate::error::Result;
 use dfa::Dfa;
 use earley::Tables;
@@ -83,11 +81,7 @@ impl Compiled {
 #[derive(Debug)]
 pub struct Grammar {
     pub(crate) compiled: Compiled,
-    /// Unique per compiled grammar (keys the token-set caches).
-    pub(crate) id: u64,
 }
-
-static NEXT_GRAMMAR_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Grammar {
     /// Compiles Lark grammar text with the default options.
@@ -118,7 +112,6 @@ impl Grammar {
                 ignored,
                 python,
             },
-            id: NEXT_GRAMMAR_ID.fetch_add(1, Ordering::Relaxed),
         })
     }
 

@@ -149,10 +149,18 @@ pub fn tokenize(src: &str) -> Result<Vec<Spanned>> {
         };
         out.push(Spanned { tok, pos });
     }
-    out.push(Spanned {
-        tok: Tok::Newline,
-        pos: cur.pos(),
-    });
+    if !matches!(
+        out.last(),
+        Some(Spanned {
+            tok: Tok::Newline,
+            ..
+        })
+    ) {
+        out.push(Spanned {
+            tok: Tok::Newline,
+            pos: cur.pos(),
+        });
+    }
     Ok(out)
 }
 

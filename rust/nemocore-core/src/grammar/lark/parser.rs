@@ -371,11 +371,11 @@ mod tests {
         assert!(matches!(&d.body, Expr::Alt(a) if a.len() == 2));
         let Item::Def(t) = &items[1] else { panic!() };
         assert_eq!((t.name.as_str(), t.priority), ("A", 2));
-        let Item::Import(m, names) = &items[4] else {
+        let Item::Import(m, names) = &items[3] else {
             panic!()
         };
         assert_eq!((m.len(), names.len()), (1, 2));
-        let Item::Import(_, names) = &items[5] else {
+        let Item::Import(_, names) = &items[4] else {
             panic!()
         };
         assert_eq!((names[0].0.as_str(), names[0].1.as_str()), ("NUMBER", "N"));
@@ -386,6 +386,6 @@ mod tests {
         let err = parse("start: a\nb c\n").unwrap_err();
         assert!(err.to_string().contains("line 2, column 3"), "{err}");
         let err = parse("start: (a\n").unwrap_err();
-        assert!(err.to_string().contains("line 2"), "{err}");
+        assert!(err.to_string().contains("line 1, column 10"), "{err}");
     }
 }

@@ -1,0 +1,232 @@
+//! Token masks: sound and complete against brute force on small
+//! vocabularies, EOS iff the matcher can terminate, rollback equivalence.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    clippy::cast_precision_loss,
+    clippy::cast_sign_loss,
+    clippy::many_single_char_names,
+    reason = "test helpers: a failed unwrap is a failed test; small synthetic data"
+)]
+
+mod grammar_support;
+
+use std::sync::Arc;
+
+use grammar_support::test_cfgs;
+use nemocore_core::grammar::{Grammar, Matcher, TokenTable};
+
+const JSON: &str = r#"
+start: value
+?value: object | array | ESCAPED_STRING | SIGNED_NUMBER | "true" | "false" | "null"
+array: "[" [value ("," value)*] "]"
+object: "{" [pair ("," pair)*] "}"
+pair: ESCAPED_STRING ":" value
+%import common.ESCAPED_STRING
+%import common.SIGNED_NUMBER
+%import common.WS
+%ignore WS
+"#;
+
+const SPECIAL: u32 = 0;
+const EOS: u32 = 1;
+
+fn json_vocab() -> Vec<Vec<u8>> {
+    let mut v: Vec<Vec<u8>> = vec![b"<s>".to_vec(), b"</s>".to_vec(), Vec::new()];
+    for t in [
+        "{", "}", "[", "]", "\"", ":", ",", " ", "a", "b", "1", "2", ".", "-", "e", "true", "tr",
+        "ue", "null", "nu", "\"a", "a\"", "\":", "\",", "{\"", "\"}", "1,", "],", "\\", "\\\"",
+        "\n", "12", ".5", "e+", "fal", "se", " {", "}}", "é", "ab", "\"\"", "[]", "{}", ", ", ": ",
+        "0", "1.",
+    ] {
+        v.push(t.as_bytes().to_vec());
+    }
+    v.push(vec![0xC3]);
+    v.push(vec![0xA9]);
+    v.push(b"{".to_vec()); // a duplicate of another token's bytes
+    v
+}
+
+fn table(vocab: Vec<Vec<u8>>, extra: usize) -> TokenTable {
+    let n = vocab.len();
+    TokenTable::new(vocab, &[SPECIAL], &[EOS], n + extra).unwrap()
+}
+
+fn bit(mask: &[u32], id: usize) -> bool {
+    mask[id / 32] >> (id % 32) & 1 == 1
+}
+
+/// Small deterministic generator (xorshift), so failures reproduce.
+struct Rng(u64);
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+/// Checks one mask against brute force: token allowed iff `accept_bytes` takes it.
+fn check_mask(m: &mut Matcher, t: &TokenTable, mask: &[u32]) {
+    for id in 0..t.vocab_size() {
+        let id32 = u32::try_from(id).unwrap();
+        let expected = match t.token_bytes(id32) {
+            _ if id32 == EOS => m.can_terminate(),
+            _ if id32 == SPECIAL => false,
+            None | Some([]) => false,
+            Some(b) => {
+                let b = b.to_vec();
+                let ok = m.accept_bytes(&b);
+                if ok {
+                    m.rollback(1).unwrap();
+                }
+                ok
+            }
+        };
+        assert_eq!(
+            bit(mask, id),
+            expected,
+            "token {id} {:?}",
+            t.token_bytes(id32)
+        );
+    }
+}
+
+/// Random walks over allowed tokens, checking every mask and rollback.
+fn random_walks(g: &Arc<Grammar>, t: &TokenTable, seeds: u64, steps: usize) {
+    for seed in 1..=seeds {
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut m = Matcher::new(Arc::clone(g), b"", None).unwrap();
+        let mut mask = vec![0u32; t.vocab_size().div_ceil(32)];
+        let mut history: Vec<(Vec<u8>, Vec<u32>)> = Vec::new();
+        let mut consumed = Vec::new();
+        for _ in 0..steps {
+            m.fill_mask(t, &mut mask);
+            check_mask(&mut m, t, &mask);
+            history.push((consumed.clone(), mask.clone()));
+            let allowed: Vec<usize> = (0..t.vocab_size())
+                .filter(|&i| bit(&mask, i) && i != EOS as usize)
+                .collect();
+            if allowed.is_empty() {
+                break;
+            }
+            let pick = allowed[rng.below(allowed.len())];
+            let bytes = t
+                .token_bytes(u32::try_from(pick).unwrap())
+                .unwrap()
+                .to_vec();
+            assert!(m.accept_bytes(&bytes));
+            consumed.extend_from_slice(&bytes);
+        }
+        // Rollback to every earlier step equals the recorded mask and a fresh matcher.
+        let n = m.num_checkpoints();
+        assert!(m.rollback(n + 1).is_err());
+        assert_eq!(m.num_checkpoints(), n);
+        for back in (0..=n).rev() {
+            let mut r = m.clone();
+            r.rollback(n - back).unwrap();
+            let (prefix, expected) = &history[back.min(history.len() - 1)];
+            if back >= history.len() {
+                continue;
+            }
+            let mut got = vec![0u32; mask.len()];
+            r.fill_mask(t, &mut got);
+            assert_eq!(&got, expected, "seed {seed}: rollback to step {back}");
+            let mut fresh = Matcher::new(Arc::clone(g), prefix, None).unwrap();
+            let mut fresh_mask = vec![0u32; mask.len()];
+            fresh.fill_mask(t, &mut fresh_mask);
+            assert_eq!(
+                &fresh_mask, expected,
+                "seed {seed}: fresh matcher at step {back}"
+            );
+        }
+    }
+}
+
+#[test]
+fn json_masks_are_sound_and_complete() {
+    let g = Arc::new(Grammar::from_lark(JSON).unwrap());
+    let t = table(json_vocab(), 7);
+    random_walks(&g, &t, 6, 25);
+}
+
+#[test]
+fn cfg_masks_are_sound_and_complete() {
+    let vocab: Vec<Vec<u8>> = [
+        "<s>", "</s>", "a", "b", "c", "ab", "ba", "aa", "bb", "abc", "cab", "aab",
+    ]
+    .iter()
+    .map(|s| s.as_bytes().to_vec())
+    .collect();
+    let t = table(vocab, 0);
+    for (_, cfg) in test_cfgs() {
+        let g = Arc::new(Grammar::from_lark(&cfg.to_lark()).unwrap());
+        random_walks(&g, &t, 4, 8);
+    }
+}
+
+#[test]
+fn every_token_of_a_valid_document_is_allowed() {
+    let g = Arc::new(Grammar::from_lark(JSON).unwrap());
+    let vocab = json_vocab();
+    let t = table(vocab.clone(), 0);
+    let doc = b"{\"ab\": [12, -2, true, null, \"\\\"\"], \"b\": {}}";
+    let mut m = Matcher::new(g, b"", None).unwrap();
+    let mut mask = vec![0u32; t.vocab_size().div_ceil(32)];
+    let mut at = 0;
+    while at < doc.len() {
+        // Greedy longest-token tokenization of the document.
+        let (id, len) = vocab
+            .iter()
+            .enumerate()
+            .filter(|(i, b)| *i > 1 && !b.is_empty() && doc[at..].starts_with(b))
+            .map(|(i, b)| (i, b.len()))
+            .max_by_key(|&(_, l)| l)
+            .unwrap();
+        m.fill_mask(&t, &mut mask);
+        assert!(
+            bit(&mask, id),
+            "token {:?} at byte {at}",
+            String::from_utf8_lossy(&vocab[id])
+        );
+        assert!(!bit(&mask, EOS as usize));
+        assert!(m.accept_bytes(&vocab[id]));
+        at += len;
+    }
+    m.fill_mask(&t, &mut mask);
+    assert!(bit(&mask, EOS as usize) && m.can_terminate());
+}
+
+#[test]
+fn padding_ids_and_short_masks_are_handled() {
+    let g = Arc::new(Grammar::from_lark(JSON).unwrap());
+    let t = table(json_vocab(), 40);
+    let mut m = Matcher::new(g, b"[", None).unwrap();
+    let mut mask = vec![u32::MAX; t.vocab_size().div_ceil(32) + 2];
+    m.fill_mask(&t, &mut mask);
+    let n = json_vocab().len();
+    assert!((n..mask.len() * 32).all(|i| !bit(&mask, i)));
+    let mut short = vec![0u32; 1];
+    m.fill_mask(&t, &mut short);
+    assert_eq!(short[0], mask[0]);
+    assert!(TokenTable::new(vec![b"a".to_vec()], &[3], &[], 1).is_err());
+    assert!(TokenTable::new(vec![b"a".to_vec(); 4], &[], &[], 2).is_err());
+}
+
+#[test]
+fn matcher_rejects_bad_prefix_and_keeps_state_on_rejection() {
+    let g = Arc::new(Grammar::from_lark(JSON).unwrap());
+    assert!(Matcher::new(Arc::clone(&g), b"[1,]", None).is_err());
+    let mut m = Matcher::new(g, b"[1", None).unwrap();
+    assert!(!m.accept_bytes(b",]"));
+    assert_eq!(m.num_checkpoints(), 0);
+    assert!(m.accept_bytes(b"2"));
+    assert!(m.accept_bytes(b"]"));
+    assert!(m.can_terminate());
+    m.reset();
+    assert_eq!(m.num_checkpoints(), 0);
+    assert!(!m.can_terminate());
+    assert!(m.accept_bytes(b"]"));
+}

@@ -1,0 +1,139 @@
+//! Mask latency smoke check on a synthetic 128k vocabulary (ignored by
+//! default; speed is measured, never asserted). Run with
+//! `cargo test --release -p nemocore-core --test grammar_perf -- --ignored --nocapture`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    clippy::cast_precision_loss,
+    clippy::cast_sign_loss,
+    clippy::print_stdout,
+    reason = "test helpers: a failed unwrap is a failed test; synthetic data and quantiles"
+)]
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use nemocore_core::grammar::{Grammar, GrammarOptions, Matcher, TokenTable};
+
+const JSON: &str = r#"
+start: value
+?value: object | array | ESCAPED_STRING | SIGNED_NUMBER | "true" | "false" | "null"
+array: "[" [value ("," value)*] "]"
+object: "{" [pair ("," pair)*] "}"
+pair: ESCAPED_STRING ":" value
+%import common.ESCAPED_STRING
+%import common.SIGNED_NUMBER
+%import common.WS
+%ignore WS
+"#;
+
+/// 128k distinct tokens: bytes, punctuation runs, words with and without a
+/// leading space, digit runs (a rough stand-in for a BPE vocabulary).
+fn vocab() -> Vec<Vec<u8>> {
+    let mut v: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
+    let mut seen: std::collections::HashSet<Vec<u8>> = v.iter().cloned().collect();
+    let mut x: u64 = 0x1234_5678;
+    let punct = b"{}[]\":,. \n\t-_()=+*/#'";
+    while v.len() < 128_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let len = 2 + (x % 9) as usize;
+        let kind = (x >> 8) % 4;
+        let mut t = Vec::new();
+        for k in 0..len {
+            let r = (x >> (16 + 3 * k)) as usize;
+            t.push(match kind {
+                0 => punct[r % punct.len()],
+                1 => b'0' + (r % 10) as u8,
+                _ => b'a' + (r % 26) as u8,
+            });
+        }
+        if kind == 2 {
+            t.insert(0, b' ');
+        }
+        if seen.insert(t.clone()) {
+            v.push(t);
+        }
+    }
+    v
+}
+
+fn run(name: &str, g: Grammar, doc: &[u8], table: &TokenTable, vocab: &[Vec<u8>]) {
+    let g = Arc::new(g);
+    let mut m = Matcher::new(g, b"", None).unwrap();
+    let mut mask = vec![0u32; table.vocab_size().div_ceil(32)];
+    let mut times = Vec::new();
+    let mut at = 0;
+    while at < doc.len() {
+        let t0 = Instant::now();
+        m.fill_mask(table, &mut mask);
+        times.push(t0.elapsed().as_secs_f64() * 1e6);
+        let (id, len) = vocab
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| doc[at..].starts_with(b))
+            .map(|(i, b)| (i, b.len()))
+            .max_by_key(|&(_, l)| l)
+            .unwrap();
+        assert!(
+            mask[id / 32] >> (id % 32) & 1 == 1,
+            "{name}: token {id} at {at}"
+        );
+        assert!(m.accept_bytes(&vocab[id]));
+        at += len;
+    }
+    let first = times[0];
+    times.sort_by(f64::total_cmp);
+    let q = |p: f64| times[((times.len() - 1) as f64 * p) as usize];
+    println!(
+        "{name}: {} masks, first {first:.0} us, median {:.1} us, p90 {:.1} us, p99 {:.1} us, max {:.1} us",
+        times.len(),
+        q(0.5),
+        q(0.9),
+        q(0.99),
+        q(1.0)
+    );
+}
+
+#[test]
+#[ignore = "timing smoke check; run in release with --ignored --nocapture"]
+fn mask_latency_128k() {
+    let vocab = vocab();
+    let n = vocab.len();
+    let t0 = Instant::now();
+    let table = TokenTable::new(vocab.clone(), &[], &[], n).unwrap();
+    println!(
+        "table: {n} tokens in {:.1} ms",
+        t0.elapsed().as_secs_f64() * 1e3
+    );
+    let doc = br#"{"name": "nemocore grammar engine", "values": [1, 2.5, -3e2, true, false, null], "nested": {"a": {"b": ["x", "y", "z"]}, "text": "a longer string value with several words in it"}}"#;
+    run(
+        "json",
+        Grammar::from_lark(JSON).unwrap(),
+        doc,
+        &table,
+        &vocab,
+    );
+    run(
+        "json (2nd pass, warm cache)",
+        Grammar::from_lark(JSON).unwrap(),
+        doc,
+        &table,
+        &vocab,
+    );
+    let py = "start: (_NEWLINE | stmt)*\nstmt: simple _NEWLINE | compound\nsimple: NAME \"=\" expr | \"pass\" | \"return\" expr\ncompound: \"if\" expr \":\" suite | \"def\" NAME \"(\" [NAME (\",\" NAME)*] \")\" \":\" suite\nsuite: simple _NEWLINE | _NEWLINE _INDENT stmt+ _DEDENT\nexpr: expr (\"+\"|\"-\"|\"*\"|\"<\") atom | atom\natom: NAME | NUMBER | \"(\" expr \")\" | atom \"(\" [expr (\",\" expr)*] \")\"\nNAME: /[a-zA-Z_]\\w*/\nNUMBER: /\\d+/\n_NEWLINE: ( /\\r?\\n[\\t ]*/ | COMMENT )+\nCOMMENT: /#[^\\n]*/\n%ignore /[\\t \\f]+/\n%ignore COMMENT\n%declare _INDENT _DEDENT\n";
+    let opts = GrammarOptions {
+        python_indenter: true,
+        ..GrammarOptions::default()
+    };
+    let src = b"def f(a, b):\n    x = a + b\n    if x < 10:\n        return x * 2\n    return f(x - 1, b)\n\ny = f(3, 4)\n";
+    run(
+        "python",
+        Grammar::from_lark_with(py, &opts).unwrap(),
+        src,
+        &table,
+        &vocab,
+    );
+}
