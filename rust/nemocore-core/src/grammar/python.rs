@@ -262,6 +262,15 @@ impl PyState {
         let (start, end) = (self.work.lex_start as usize, self.work.last_accept as usize);
         let mut terms = std::mem::take(&mut self.work.accepted);
         choose(g, &mut terms);
+        // A lexeme that is both a newline and something else (a trailing
+        // comment) is a newline, as lark's lexer order makes it.
+        if let Some(&nl) = terms
+            .iter()
+            .find(|&&t| py.kind[t as usize] == Kind::Newline)
+        {
+            terms.clear();
+            terms.push(nl);
+        }
         let ok = self.emit(g, py, &terms, start, end);
         self.work.accepted = terms;
         self.work.accepted.clear();
@@ -419,6 +428,4 @@ fn choose(g: &Compiled, terms: &mut Vec<u32>) {
     if terms.iter().any(|&t| g.ir.terms[t as usize].is_literal) {
         terms.retain(|&t| g.ir.terms[t as usize].is_literal);
     }
-    // A lexeme that is both a newline and something else is a newline.
-    terms.sort_unstable_by_key(|&t| t);
 }
