@@ -224,3 +224,23 @@ def test_errors_name_the_problem():
     no_snapshots.advance(1)
     with pytest.raises(CacheError, match="max_rollback > 0"):
         no_snapshots.rollback(1)
+
+
+def test_left_padded_prefixes_are_stored_compacted():
+    """write_prefix(lengths=...): each prompt keeps only its last lengths[p] positions (its
+    real tokens under left padding), so decoding attends exactly as over the unpadded prompt."""
+    cache = _cache(max_prompts=2)
+    L, lengths = 9, torch.tensor([9, 4])
+    k, v = torch.randn(2, 2, 2, L, 8, dtype=torch.float64)
+    cache.start_prompts(2)
+    cache.write_prefix(0, k, v, lengths=lengths)
+    assert cache.ctx_lens[:2].tolist() == [9, 4]
+    cache.fork(1)
+    q = torch.randn(2, H, 1, 8, dtype=torch.float64)
+    k_new, v_new = torch.randn(2, 2, 2, 1, 8, dtype=torch.float64)
+    out = cache.attend(0, q, k_new, v_new)
+    for i, n in enumerate(lengths.tolist()):
+        k_full = torch.cat([k[i, :, L - n :], k_new[i]], 1)
+        v_full = torch.cat([v[i, :, L - n :], v_new[i]], 1)
+        want, _ = ref.bifurcated_attention(q[i : i + 1], None, None, k_full[None], v_full[None])
+        torch.testing.assert_close(out[i : i + 1], want, rtol=1e-10, atol=1e-10)

@@ -249,9 +249,10 @@ class HybridCache:
                 f"{self.max_decode_len}"
             )
         pos = lens[:, None] + torch.arange(T, device=self.device)  # (b, T)
-        rows = torch.arange(b, device=self.device)[:, None].expand(b, T)
-        k_dec[rows, :, pos] = k_new.transpose(1, 2).to(k_dec.dtype)
-        v_dec[rows, :, pos] = v_new.transpose(1, 2).to(v_dec.dtype)
+        # scatter along the length axis: one kernel per tensor, cheaper than index_put
+        index = pos[:, None, :, None].expand(b, k_dec.shape[1], T, k_dec.shape[3])
+        k_dec[:b].scatter_(2, index, k_new.to(k_dec.dtype))
+        v_dec[:b].scatter_(2, index, v_new.to(v_dec.dtype))
         return lens + T
 
     def attend(
@@ -362,6 +363,8 @@ class HybridCache:
             per_token = 2 * k_ctx.shape[1] * k_ctx.shape[3] * k_ctx.element_size()
             out["prefix_kv"] += size(k_ctx) + size(v_ctx)
             out["decoded_kv"] += size(k_dec) + size(v_dec)
+            if self.device.type == "meta":  # a sizing-only cache: allocations, no contents
+                continue
             used = int(self.ctx_lens[: self.num_prompts].sum()) + int(lens.sum())
             out["used_kv"] += per_token * used
             out["replicated_kv"] += per_token * int((ctx_of + lens).sum())

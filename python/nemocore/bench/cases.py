@@ -497,4 +497,57 @@ if _cuda_attention_built():  # kernels.md 8: 32/8 heads, D 128, contexts 8k/32k,
         bifurcated_decode(32, 8192, 1, 64, "cuda", torch.bfloat16, peer="torch"),
     ]
 
+# ---- whole model (model.md): nemocore's NemotronH against transformers' on the same weights ----
+
+
+def _bench_models():
+    """presets.bench_small (8 layers ME*M-EM*, width 512) in nemocore and, through a saved
+    checkpoint, in transformers 5.x (its pure-torch path on the CPU)."""
+    import logging
+    import tempfile
+
+    import transformers
+
+    from nemocore.models import NemotronHForCausalLM, presets
+
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    torch.manual_seed(0)
+    ours = NemotronHForCausalLM(presets.bench_small()).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        ours.save_pretrained(tmp)
+        theirs = transformers.NemotronHForCausalLM.from_pretrained(tmp).eval()
+    return ours, theirs
+
+
+def model_generate(b, prompt, new):
+    """Greedy generation of ``new`` tokens after a ``prompt``-token prompt, prefill included:
+    ours through HybridCache and decode_step, theirs with transformers' own cache."""
+
+    def setup():
+        ours, theirs = _bench_models()
+        ids = torch.randint(3, ours.config.vocab_size, (b, prompt))
+
+        @torch.no_grad()
+        def run_ours():
+            return ours.generate(ids, new, temperature=0, eos_token_id=[])
+
+        @torch.no_grad()
+        def run_theirs():
+            out = theirs(ids, use_cache=True, logits_to_keep=1)
+            for _ in range(new - 1):
+                token = out.logits[:, -1].argmax(-1, keepdim=True)
+                out = theirs(token, cache=out.past_key_values, use_cache=True)
+            return out.logits
+
+        return run_ours, run_theirs
+
+    return BenchCase(
+        "nemotron_h_generate", f"b{b} prompt{prompt} new{new} bench_small", "cpu",
+        "transformers NemotronH (torch path)", setup,
+    )  # fmt: skip
+
+
+CPU_CASES += [model_generate(1, 64, 16), model_generate(8, 64, 16)]
+
+
 CASES = CPU_CASES + GPU_CASES
