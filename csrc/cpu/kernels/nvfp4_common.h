@@ -75,12 +75,14 @@ struct BlockScale {
 
 inline BlockScale block_scale(const GlobalScales& g, float bamax) {
   if (g.compat == Nvfp4Compat::kTransformerEngine) {
-    const uint8_t b = e4m3_encode(std::fmin(bamax * g.te_multiplier, kE4m3Max));
+    const float ds = bamax * g.te_multiplier;  // never NaN: plain compares, no libm call
+    const uint8_t b = e4m3_encode(ds < kE4m3Max ? ds : kE4m3Max);
     return {b, 1.f / (e4m3_decode(b) * g.te_decode)};  // inf for a zero scale, as in TE
   }
   if (g.ao_all_zero) return {e4m3_encode(kE4m3MinNormal), 0.f};
   const float s = (bamax / kE2m1Max) / g.ao_pts;
-  const uint8_t b = e4m3_encode(std::fmin(std::fmax(s, kE4m3MinNormal), kE4m3Max));
+  const uint8_t b =
+      e4m3_encode(s < kE4m3MinNormal ? kE4m3MinNormal : (s < kE4m3Max ? s : kE4m3Max));
   return {b, g.ao_inv_pts / e4m3_decode(b)};
 }
 

@@ -161,6 +161,101 @@ inline void pack16(__m256i a, __m256i b, uint8_t* q) {
   const uint64_t word = lo | (static_cast<uint64_t>(hi) << 32);
   std::memcpy(q, &word, 8);
 }
+
+// Horizontal max of each of 8 registers, as the 8 lanes of one (an 8x8 transpose-reduce).
+inline __m256 hmax8(const __m256* m) {
+  __m256 t[4];
+  for (int i = 0; i < 4; ++i) {
+    t[i] = _mm256_max_ps(_mm256_unpacklo_ps(m[2 * i], m[2 * i + 1]),
+                         _mm256_unpackhi_ps(m[2 * i], m[2 * i + 1]));
+  }
+  __m256 u[2];
+  for (int i = 0; i < 2; ++i) {
+    u[i] = _mm256_max_ps(_mm256_shuffle_ps(t[2 * i], t[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm256_shuffle_ps(t[2 * i], t[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  }
+  return _mm256_max_ps(_mm256_permute2f128_ps(u[0], u[1], 0x20),
+                       _mm256_permute2f128_ps(u[0], u[1], 0x31));
+}
+
+// nvfp4::e4m3_encode / e4m3_decode on 8 lanes (inputs in [0, 448]).
+inline __m256i e4m3_encode8(__m256 f) {
+  const __m256i u = _mm256_castps_si256(f);
+  const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 20), _mm256_set1_epi32(1));
+  const __m256i rounded = _mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7ffff)));
+  const __m256i normal = _mm256_sub_epi32(_mm256_srli_epi32(rounded, 20), _mm256_set1_epi32(960));
+  // cvtps rounds with MXCSR's mode: nearest even, as nearbyint in the scalar path
+  const __m256i sub = _mm256_cvtps_epi32(_mm256_mul_ps(f, _mm256_set1_ps(512.f)));
+  const __m256 is_sub = _mm256_cmp_ps(f, _mm256_set1_ps(nvfp4::kE4m3MinNormal), _CMP_LT_OQ);
+  return _mm256_castps_si256(
+      _mm256_blendv_ps(_mm256_castsi256_ps(normal), _mm256_castsi256_ps(sub), is_sub));
+}
+inline __m256 e4m3_decode8(__m256i b) {
+  const __m256i exp = _mm256_srli_epi32(b, 3), man = _mm256_and_si256(b, _mm256_set1_epi32(7));
+  const __m256i normal =
+      _mm256_or_si256(_mm256_slli_epi32(_mm256_add_epi32(exp, _mm256_set1_epi32(120)), 23),
+                      _mm256_slli_epi32(man, 20));
+  const __m256 sub = _mm256_mul_ps(_mm256_cvtepi32_ps(man), _mm256_set1_ps(0.001953125f));
+  const __m256 is_sub = _mm256_castsi256_ps(_mm256_cmpeq_epi32(exp, _mm256_setzero_si256()));
+  return _mm256_blendv_ps(_mm256_castsi256_ps(normal), sub, is_sub);
+}
+
+// nvfp4::block_scale on 8 blocks: scale bytes (int32 lanes) and multipliers.
+inline void block_scale8(const GlobalScales& g, __m256 bamax, __m256i& bytes, __m256& enc) {
+  if (g.compat == Nvfp4Compat::kTransformerEngine) {
+    const __m256 ds = _mm256_min_ps(_mm256_mul_ps(bamax, _mm256_set1_ps(g.te_multiplier)),
+                                    _mm256_set1_ps(nvfp4::kE4m3Max));
+    bytes = e4m3_encode8(ds);
+    enc = _mm256_div_ps(_mm256_set1_ps(1.f),
+                        _mm256_mul_ps(e4m3_decode8(bytes), _mm256_set1_ps(g.te_decode)));
+    return;
+  }
+  if (g.ao_all_zero) {
+    bytes = _mm256_set1_epi32(nvfp4::e4m3_encode(nvfp4::kE4m3MinNormal));
+    enc = _mm256_setzero_ps();
+    return;
+  }
+  __m256 s = _mm256_div_ps(_mm256_div_ps(bamax, _mm256_set1_ps(nvfp4::kE2m1Max)),
+                           _mm256_set1_ps(g.ao_pts));
+  s = _mm256_min_ps(_mm256_max_ps(s, _mm256_set1_ps(nvfp4::kE4m3MinNormal)),
+                    _mm256_set1_ps(nvfp4::kE4m3Max));
+  bytes = e4m3_encode8(s);
+  enc = _mm256_div_ps(_mm256_set1_ps(g.ao_inv_pts), e4m3_decode8(bytes));
+}
+
+// 8 full blocks of a row (1D scales): amax, scales and codes with the scale math vectorised
+// across the blocks.
+template <typename T>
+void quantize_8_blocks(const T* x, const GlobalScales& g, const float* rand, Nvfp4Compat compat,
+                       uint8_t* scales, uint8_t* q) {
+  __m256 m[8];
+  for (int j = 0; j < 8; ++j) {
+    __m256 a, b;
+    load16(x + 16 * j, a, b);
+    m[j] = _mm256_max_ps(vabs(a), vabs(b));
+  }
+  __m256i bytes;
+  __m256 enc;
+  block_scale8(g, hmax8(m), bytes, enc);
+  alignas(32) int32_t byte_lanes[8];
+  alignas(32) float enc_lanes[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(byte_lanes), bytes);
+  _mm256_store_ps(enc_lanes, enc);
+  for (int j = 0; j < 8; ++j) {
+    scales[j] = static_cast<uint8_t>(byte_lanes[j]);
+    const float* rj = rand ? rand + 16 * j : nullptr;
+    if (enc_lanes[j] <= FLT_MAX) {
+      __m256 a, b;
+      load16(x + 16 * j, a, b);
+      const __m256 e = _mm256_set1_ps(enc_lanes[j]);
+      pack16(codes8(a, e, rj, compat), codes8(b, e, rj ? rj + 8 : nullptr, compat), q + 8 * j);
+    } else {  // a zero TE scale: NaN must flow as in the reference
+      float buf[16];
+      load_block_scalar(x + 16 * j, 0, 16, buf);
+      quantize_block_scalar(buf, enc_lanes[j], rj, compat, q + 8 * j);
+    }
+  }
+}
 #endif
 
 // Block kb of one row: its amax (for 1D scales) or quantization with a given multiplier.
@@ -209,7 +304,14 @@ void quantize_rows(const Nvfp4QuantizeParams& p, const GlobalScales& g, int64_t 
   if (!p.block_2d) {
     for (int64_t r = r0; r < r1; ++r) {
       const T* row = x + r * p.row_stride;
-      for (int64_t kb = 0; kb < nb; ++kb) {
+      int64_t kb = 0;
+#if defined(__AVX2__)
+      for (; (kb + 8) * 16 <= p.cols; kb += 8) {
+        quantize_8_blocks(row + kb * 16, g, rand_of(r, kb), p.compat, p.scales + r * nb + kb,
+                          p.qdata + r * kp / 2 + kb * 8);
+      }
+#endif
+      for (; kb < nb; ++kb) {
         const BlockScale s = nvfp4::block_scale(g, block_amax(row, kb, p.cols));
         p.scales[r * nb + kb] = s.byte;
         quantize_block(row, kb, p.cols, s.enc, rand_of(r, kb), p.compat,
