@@ -8,6 +8,7 @@ MoE are blocks of their own, not a second half of an attention block.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nemocore.layers import MLP, MoE
@@ -26,9 +27,8 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: Tensor) -> Tensor:
-        h = x.float()
-        h = h * torch.rsqrt(h.square().mean(-1, keepdim=True) + self.eps)
-        return (self.weight.float() * h).to(x.dtype)
+        # one fused aten op (fewer dispatches per decode step than the textbook five)
+        return F.rms_norm(x.float(), self.weight.shape, self.weight.float(), self.eps).to(x.dtype)
 
 
 def make_mixer(char: str, config: NemotronHConfig, layer_idx: int | None) -> nn.Module:

@@ -35,7 +35,7 @@ class GatedRMSNorm(nn.Module):
     def forward(self, v: Tensor) -> Tensor:
         """v: (..., d_in) -> (..., d_in)."""
         g = v.float().unflatten(-1, (self.groups, -1))
-        g = g * torch.rsqrt(g.square().mean(-1, keepdim=True) + self.eps)
+        g = F.rms_norm(g, (g.shape[-1],), eps=self.eps)
         return self.weight * g.flatten(-2).to(v.dtype)
 
 
