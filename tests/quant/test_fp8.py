@@ -37,9 +37,7 @@ def test_fp8_matches_loop_reference(fmt, shape, scaling):
     block = 32
     t = quant.fp8_quantize(x, fmt, scaling, block=block)
     m = x.numel() // shape[-1]
-    rows, cols = {"tensor": (m, shape[-1]), "block": (1, block), "block2d": (block, block)}[
-        scaling
-    ]
+    rows, cols = {"tensor": (m, shape[-1]), "block": (1, block), "block2d": (block, block)}[scaling]
     data, inv = loop_reference(x, fmt, rows, cols)
     assert torch.equal(t.data.view(torch.uint8), data.view(torch.uint8))
     assert torch.equal(t.scale_inv.reshape(inv.shape), inv)

@@ -12,16 +12,23 @@ section 6).
 
 from nemocore.quant import formats, hadamard
 from nemocore.quant.fp8 import fp8_mm, fp8_quantize
+from nemocore.quant.linear import QuantLinear, QuantLinearFunction
 from nemocore.quant.nvfp4 import nvfp4_mm, nvfp4_quantize
+from nemocore.quant.recipe import Recipe, convert, quantized_layer_names
 from nemocore.quant.tensor import FP8Tensor, NVFP4Tensor
 
 __all__ = [
     "FP8Tensor",
     "NVFP4Tensor",
+    "QuantLinear",
+    "QuantLinearFunction",
+    "Recipe",
+    "convert",
     "formats",
     "fp8_mm",
     "fp8_quantize",
     "hadamard",
     "nvfp4_mm",
     "nvfp4_quantize",
+    "quantized_layer_names",
 ]
