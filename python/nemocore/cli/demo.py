@@ -190,6 +190,32 @@ def _cache_tour(quick: bool) -> None:
     print(f"  rollback(0, 1, 2, 3 tokens): decoded lengths now {cache.dec_lens[:4].tolist()}")
 
 
+def _model_tour(quick: bool) -> None:
+    import tempfile
+
+    from nemocore.models import NemotronHConfig, NemotronHForCausalLM
+
+    _step("Nemotron-H tiny model (M * - E blocks): train, save, load, generate")
+    torch.manual_seed(0)
+    model = NemotronHForCausalLM(NemotronHConfig.tiny())
+    text = torch.tensor(list(b"nemocore hybrid mamba transformer moe. " * 4))[None]
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for step in range(30 if quick else 80):
+        loss = model(text, labels=text).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % (10 if quick else 20) == 0:
+            print(f"  step {step:3d}  loss {loss.item():.3f}")
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        loaded = NemotronHForCausalLM.from_pretrained(tmp)
+    prompt = text[:, :12]
+    out = loaded.generate(prompt, max_new_tokens=28, temperature=0, eos_token_id=[])
+    print(f"  {loaded.num_params() / 1e6:.2f}M params, saved and reloaded as a HF checkpoint")
+    print(f"  greedy continuation of {bytes(prompt[0].tolist())!r}: {bytes(out[0].tolist())!r}")
+
+
 def run_demo(quick: bool = False) -> int:
     print("nemocore demo: the foundation, end to end")
     _step("what was built")
@@ -245,6 +271,7 @@ def run_demo(quick: bool = False) -> int:
     _ssd_tour(quick)
     _moe_tour(quick)
     _cache_tour(quick)
+    _model_tour(quick)
     _tokenizer_tour(quick)
 
     _step("Rust core")
