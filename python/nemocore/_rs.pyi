@@ -22,17 +22,24 @@ from typing import Final, NoReturn, TypedDict, final, type_check_only
 
 __all__ = [
     "DecodeStream",
+    "Grammar",
+    "Matcher",
     "NemocoreError",
     "NemocoreGrammarError",
     "NemocoreInternalError",
     "NemocoreInvalidArgumentError",
     "NemocoreInvalidConfigError",
     "NemocoreIoError",
+    "TokenTable",
     "Tokenizer",
     "__version__",
     "_raise_error_for_test",
     "_raise_panic_for_test",
     "build_info",
+    "builtin_grammar",
+    "gbnf_to_lark",
+    "json_schema_to_lark",
+    "regex_to_lark",
 ]
 
 __version__: Final[str]
@@ -179,3 +186,67 @@ class DecodeStream:
 
     def step(self, id: int) -> str | None:
         """Feeds one id; returns the text it completes, or None."""
+
+# ---- grammar (rust/nemocore-py/src/grammar.rs); wrapped by nemocore.grammar ----
+
+def gbnf_to_lark(source: str) -> str:
+    """Lark text of a GBNF grammar (:class:`NemocoreGrammarError` with line/column)."""
+
+def json_schema_to_lark(schema: str) -> str:
+    """Lark text of the documents a JSON Schema (JSON text) accepts."""
+
+def regex_to_lark(pattern: str) -> str:
+    """Lark text of the strings a regex fully matches."""
+
+def builtin_grammar(name: str) -> tuple[str, bool]:
+    """(Lark text, needs the Python indenter) of ``"json"`` or ``"python"``."""
+
+@final
+class Grammar:
+    """A compiled grammar (immutable, shared)."""
+
+    @staticmethod
+    def from_lark(text: str, start: str = "start", python_indenter: bool = False) -> Grammar:
+        """Compiles Lark text (:class:`NemocoreGrammarError` with line/column)."""
+    def accepts(self, data: bytes) -> bool:
+        """Whether ``data`` is a sentence."""
+    def accepts_prefix(self, data: bytes) -> bool:
+        """Whether ``data`` can be completed into a sentence."""
+    def warnings(self) -> list[str]:
+        """Compile warnings."""
+
+@final
+class TokenTable:
+    """A vocabulary prepared for token masks."""
+
+    def __init__(
+        self, tokens: list[bytes], special: list[int], eos: list[int], vocab_size: int
+    ) -> None: ...
+    @property
+    def vocab_size(self) -> int:
+        """Bits in a mask row."""
+    @property
+    def mask_words(self) -> int:
+        """32-bit words in a mask row."""
+    def token_bytes(self, id: int) -> bytes | None:
+        """Bytes of a token id."""
+
+@final
+class Matcher:
+    """Incremental matching state of one sequence."""
+
+    def __init__(
+        self, grammar: Grammar, prefix: bytes | None = None, suffix: bytes | None = None
+    ) -> None: ...
+    def accept_bytes(self, data: bytes) -> bool:
+        """Consumes ``data`` as one step; False (unchanged) if not viable."""
+    def rollback(self, n: int) -> None:
+        """Undoes ``n`` steps (:class:`NemocoreInvalidArgumentError` past the start)."""
+    def num_checkpoints(self) -> int:
+        """Steps since the start."""
+    def can_terminate(self) -> bool:
+        """Whether the text so far (plus the suffix) is a sentence."""
+    def reset(self) -> None:
+        """Back to the state after the prefix."""
+    def fill_mask(self, table: TokenTable) -> bytearray:
+        """Allowed next tokens: ``table.mask_words`` little-endian 32-bit words."""

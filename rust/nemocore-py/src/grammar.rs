@@ -1,15 +1,20 @@
-//! `nemocore._rs` grammar functions: the front ends of
-//! [`nemocore_core::grammar_text`] (GBNF, JSON Schema, regex -> Lark) and the
-//! built-in grammars. Types are converted here, the work runs in `call`.
+//! `nemocore._rs` grammar classes and functions: the engine of
+//! [`nemocore_core::grammar`] (`Grammar`, `TokenTable`, `Matcher`), the front
+//! ends of [`nemocore_core::grammar_text`] (GBNF, JSON Schema, regex -> Lark)
+//! and the built-in grammars. Types are converted here, the work runs in `call`.
 
 #![allow(
     clippy::needless_pass_by_value,
     reason = "arguments are extracted as owned values: the work runs without the GIL"
 )]
 
+use std::sync::{Arc, Mutex};
+
 use nemocore_core::Error;
+use nemocore_core::grammar::{Grammar, GrammarOptions, Matcher, TokenTable};
 use nemocore_core::grammar_text;
 use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyBytes};
 
 use crate::call;
 
@@ -45,4 +50,182 @@ pub fn builtin_grammar(py: Python<'_>, name: String) -> PyResult<(String, bool)>
                 ))
             })
     })
+}
+
+/// A compiled grammar (immutable, shared by every matcher over it).
+#[pyclass(name = "Grammar", module = "nemocore._rs", frozen)]
+pub struct PyGrammar {
+    inner: Arc<Grammar>,
+}
+
+#[pymethods]
+impl PyGrammar {
+    /// Compiles Lark text; `python_indenter` lexes longest-match with the
+    /// Python indenter (for the built-in Python grammar).
+    #[staticmethod]
+    #[pyo3(signature = (text, start="start".to_string(), python_indenter=false))]
+    fn from_lark(
+        py: Python<'_>,
+        text: String,
+        start: String,
+        python_indenter: bool,
+    ) -> PyResult<Self> {
+        let opts = GrammarOptions {
+            start,
+            python_indenter,
+        };
+        let inner = call(py, || Grammar::from_lark_with(&text, &opts))?;
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Whether the whole `data` (UTF-8 bytes) is a sentence of the grammar.
+    fn accepts(&self, py: Python<'_>, data: &Bound<'_, PyBytes>) -> PyResult<bool> {
+        let data = data.as_bytes().to_vec();
+        call(py, || Ok(self.inner.accepts(&data)))
+    }
+
+    /// Whether `data` can be continued into a sentence of the grammar.
+    fn accepts_prefix(&self, py: Python<'_>, data: &Bound<'_, PyBytes>) -> PyResult<bool> {
+        let data = data.as_bytes().to_vec();
+        call(py, || Ok(self.inner.accepts_prefix(&data)))
+    }
+
+    /// Warnings from compiling (unused or unproductive rules, ...).
+    fn warnings(&self) -> Vec<String> {
+        self.inner.warnings().to_vec()
+    }
+}
+
+/// A vocabulary prepared for token masks (built once per tokenizer).
+#[pyclass(name = "TokenTable", module = "nemocore._rs", frozen)]
+pub struct PyTokenTable {
+    inner: Arc<TokenTable>,
+}
+
+#[pymethods]
+impl PyTokenTable {
+    /// `tokens[i]`: bytes of token id i (b"" for ids without bytes);
+    /// `special` ids are never allowed, `eos` ids only where the grammar can
+    /// end; `vocab_size` >= len(tokens) is the model's vocabulary size.
+    #[new]
+    fn new(
+        py: Python<'_>,
+        tokens: Vec<Bound<'_, PyBytes>>,
+        special: Vec<u32>,
+        eos: Vec<u32>,
+        vocab_size: usize,
+    ) -> PyResult<Self> {
+        let tokens: Vec<Vec<u8>> = tokens.iter().map(|t| t.as_bytes().to_vec()).collect();
+        let inner = call(py, || TokenTable::new(tokens, &special, &eos, vocab_size))?;
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The model's vocabulary size (bits in a mask row).
+    #[getter]
+    fn vocab_size(&self) -> usize {
+        self.inner.vocab_size()
+    }
+
+    /// 32-bit words in a mask row.
+    #[getter]
+    fn mask_words(&self) -> usize {
+        self.inner.mask_words()
+    }
+
+    /// Bytes of token `id` (None past the tokenizer's tokens).
+    fn token_bytes<'py>(&self, py: Python<'py>, id: u32) -> Option<Bound<'py, PyBytes>> {
+        self.inner.token_bytes(id).map(|b| PyBytes::new(py, b))
+    }
+}
+
+/// Incremental matching state of one sequence (see `nemocore.grammar.GrammarMatcher`).
+#[pyclass(name = "Matcher", module = "nemocore._rs", frozen)]
+pub struct PyMatcher {
+    inner: Mutex<Matcher>,
+}
+
+impl PyMatcher {
+    fn with<T>(&self, f: impl FnOnce(&mut Matcher) -> Result<T, Error>) -> Result<T, Error> {
+        let mut guard = self.inner.lock().map_err(|_| {
+            Error::internal("a matcher call panicked earlier; create a new matcher")
+        })?;
+        f(&mut guard)
+    }
+}
+
+#[pymethods]
+impl PyMatcher {
+    /// Consumes the left context `prefix` first; with `suffix`, the text
+    /// can only end where prefix + middle + suffix is a sentence.
+    #[new]
+    #[pyo3(signature = (grammar, prefix=None, suffix=None))]
+    fn new(
+        py: Python<'_>,
+        grammar: &PyGrammar,
+        prefix: Option<&Bound<'_, PyBytes>>,
+        suffix: Option<&Bound<'_, PyBytes>>,
+    ) -> PyResult<Self> {
+        let prefix = prefix.map(|p| p.as_bytes().to_vec()).unwrap_or_default();
+        let suffix = suffix.map(|s| s.as_bytes().to_vec());
+        let g = Arc::clone(&grammar.inner);
+        let inner = call(py, || Matcher::new(g, &prefix, suffix.as_deref()))?;
+        Ok(Self {
+            inner: Mutex::new(inner),
+        })
+    }
+
+    /// Consumes `data` as one step; False (state unchanged) if it would
+    /// make the text impossible to complete.
+    fn accept_bytes(&self, py: Python<'_>, data: &Bound<'_, PyBytes>) -> PyResult<bool> {
+        let data = data.as_bytes().to_vec();
+        call(py, || self.with(|m| Ok(m.accept_bytes(&data))))
+    }
+
+    /// Undoes the last `n` steps; raises past the start.
+    fn rollback(&self, py: Python<'_>, n: usize) -> PyResult<()> {
+        call(py, || self.with(|m| m.rollback(n)))
+    }
+
+    /// Steps accepted since the start (or the last reset).
+    fn num_checkpoints(&self, py: Python<'_>) -> PyResult<usize> {
+        call(py, || self.with(|m| Ok(m.num_checkpoints())))
+    }
+
+    /// Whether the text so far (plus the suffix) is a sentence.
+    fn can_terminate(&self, py: Python<'_>) -> PyResult<bool> {
+        call(py, || self.with(|m| Ok(m.can_terminate())))
+    }
+
+    /// Back to the state right after the prefix.
+    fn reset(&self, py: Python<'_>) -> PyResult<()> {
+        call(py, || {
+            self.with(|m| {
+                m.reset();
+                Ok(())
+            })
+        })
+    }
+
+    /// The mask of allowed next tokens, `table.mask_words` little-endian
+    /// 32-bit words (bit j of word w: token 32w + j).
+    fn fill_mask<'py>(
+        &self,
+        py: Python<'py>,
+        table: &PyTokenTable,
+    ) -> PyResult<Bound<'py, PyByteArray>> {
+        let table = Arc::clone(&table.inner);
+        let words = call(py, || {
+            self.with(|m| {
+                let mut words = vec![0u32; table.mask_words()];
+                m.fill_mask(&table, &mut words);
+                Ok(words)
+            })
+        })?;
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        Ok(PyByteArray::new(py, &bytes))
+    }
 }

@@ -46,7 +46,10 @@ mod nemocore_rs {
     use crate::tokenizer::{PyDecodeStream, PyTokenizer};
 
     #[pymodule_export]
-    use crate::grammar::{builtin_grammar, gbnf_to_lark, json_schema_to_lark, regex_to_lark};
+    use crate::grammar::{
+        PyGrammar, PyMatcher, PyTokenTable, builtin_grammar, gbnf_to_lark, json_schema_to_lark,
+        regex_to_lark,
+    };
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
