@@ -112,6 +112,8 @@ def test_sampling_is_seeded_and_eos_ends_rows():
         model.generate(ids, 4, top_p=0.0)
     with pytest.raises(ValueError, match="token ids"):
         model.generate(ids + 1000, 4)
+    with pytest.raises(ValueError, match="at least one real token"):
+        model.generate(ids, 4, attention_mask=torch.zeros_like(ids))
 
 
 def test_decode_step_compiles():

@@ -96,6 +96,11 @@ def generate(
     eos = torch.tensor([] if eos is None else [eos] if isinstance(eos, int) else list(eos))
     pad = pad_token_id if pad_token_id is not None else (cfg.pad_token_id or 0)
     if attention_mask is not None:
+        if attention_mask.shape != input_ids.shape or not bool(attention_mask.any(-1).all()):
+            raise ValueError(
+                "attention_mask: expected the shape of input_ids with at least one real token "
+                f"(1) per row, got shape {tuple(attention_mask.shape)}"
+            )
         input_ids, attention_mask = left_align(input_ids, attention_mask)
     b, L = input_ids.shape
     if max_new_tokens == 0:

@@ -1,8 +1,9 @@
 """Presets: the published Nemotron-H / Nemotron 3 shapes (model.md section 2) and small models
 for tests, demos and benchmarks. Every function takes keyword overrides of any config field.
 
-    tiny()         every block type (M * - E), LatentMoE, ~0.2M params: tests, low-precision
-                   training demos (``model(ids, labels=ids).loss`` is the LM loss)
+    tiny()         every block type (pattern M*-EM*E), ~0.2M params, vocab 256 (bytes): tests
+                   and low-precision training demos (``model(ids, labels=ids).loss``);
+                   ``tiny(moe_latent_size=32)`` makes its MoE blocks LatentMoE
     tiny_mtp()     tiny() plus one MTP module (pattern "*E") run at two depths
     bench_small()  8 layers, width 512, every block type: the CPU model benchmark
 """
@@ -19,8 +20,8 @@ def _make(base: dict[str, Any], overrides: dict[str, Any]) -> NemotronHConfig:
 
 
 def tiny(**overrides: Any) -> NemotronHConfig:
-    """Width 64, pattern ``M*-EME`` (Mamba, attention, MLP, MoE, Mamba, LatentMoE-free MoE);
-    pass ``moe_latent_size=32`` for LatentMoE. Vocab 256 (bytes)."""
+    """Width 64, pattern ``M*-EM*E`` (Mamba, attention, MLP, MoE, twice), 8 experts top-2 plus
+    a shared expert, vocab 256 (bytes). Pass ``moe_latent_size=32`` for LatentMoE."""
     base = dict(
         vocab_size=256,
         hidden_size=64,
@@ -53,8 +54,8 @@ def tiny_mtp(**overrides: Any) -> NemotronHConfig:
 
 
 def bench_small(**overrides: Any) -> NemotronHConfig:
-    """The CPU benchmark model: 8 layers ``M*M-MEM*`` -> every block type, width 512,
-    LatentMoE (512 -> 256), vocab 8192."""
+    """The CPU benchmark model: 8 layers ``ME*M-EM*`` (every block type), width 512,
+    LatentMoE (512 -> 256, 16 experts top-4), vocab 8192, 22M parameters."""
     base = dict(
         vocab_size=8192,
         hidden_size=512,
