@@ -230,3 +230,42 @@ fn matcher_rejects_bad_prefix_and_keeps_state_on_rejection() {
     assert!(!m.can_terminate());
     assert!(m.accept_bytes(b"]"));
 }
+
+/// A vocabulary large enough for trie subtrees past the walk's subtree
+/// cache threshold: identifiers, words after a space or a space and a
+/// quote, numbers, punctuation.
+fn big_vocab() -> Vec<Vec<u8>> {
+    let mut v: Vec<Vec<u8>> = vec![b"<s>".to_vec(), b"</s>".to_vec()];
+    let mut seen = std::collections::HashSet::new();
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let punct = b"{}[]\":, \n-.e";
+    while v.len() < 1500 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let mut t = Vec::new();
+        match x % 5 {
+            0 => (0..=x >> 8 & 3)
+                .for_each(|k| t.push(punct[(x >> (12 + 4 * k)) as usize % punct.len()])),
+            1 => t.extend_from_slice(format!("{}", x >> 40 & 0x3ff).as_bytes()),
+            2 | 3 => {
+                // A quote after a space starts a string inside the token.
+                t.extend_from_slice(if x % 5 == 2 { b" " } else { b" \"" });
+                (0..2 + (x >> 8) % 6).for_each(|k| t.push(b'a' + ((x >> (12 + 3 * k)) % 4) as u8));
+            }
+            _ => (0..1 + (x >> 8) % 6).for_each(|k| t.push(b'a' + ((x >> (12 + 3 * k)) % 4) as u8)),
+        }
+        if seen.insert(t.clone()) {
+            v.push(t);
+        }
+    }
+    v
+}
+
+#[test]
+fn big_vocabulary_masks_are_sound_and_complete() {
+    let src = "start: item+\nitem: WORD | NUMBER | \"[\" item* \"]\" | ESCAPED_STRING\n%import common.WORD\n%import common.NUMBER\n%import common.ESCAPED_STRING\n%import common.WS\n%ignore WS\n";
+    let g = Arc::new(Grammar::from_lark(src).unwrap());
+    let t = table(big_vocab(), 3);
+    random_walks(&g, &t, 3, 12);
+}

@@ -187,3 +187,53 @@ fn python_mode_needs_a_newline_terminal() {
     let err = Grammar::from_lark_with("start: \"a\"\n", &python_opts()).unwrap_err();
     assert_eq!(err.kind(), "grammar");
 }
+
+#[test]
+fn big_vocabulary_masks_match_brute_force() {
+    let g = Arc::new(small());
+    // Words, space-prefixed words and punctuation: subtrees large enough
+    // for the walk's cached subtree splits.
+    let mut vocab: Vec<Vec<u8>> = vec![b"<eos>".to_vec()];
+    let letters = [b'a', b'b', b'i', b'f', b'x'];
+    for len in 1..=4u32 {
+        for n in 0..5usize.pow(len) {
+            let word: Vec<u8> = (0..len).map(|k| letters[n / 5usize.pow(k) % 5]).collect();
+            vocab.push(word.clone());
+            vocab.push([b" ".as_slice(), &word].concat());
+        }
+    }
+    for p in [
+        "(", ")", ":", ":\n", "\n", "\n    ", " =", " = ", "1", " 1", "+", " + ", "pass", "\n\n",
+        "    ",
+    ] {
+        vocab.push(p.as_bytes().to_vec());
+    }
+    let n = vocab.len();
+    let table = TokenTable::new(vocab, &[], &[0], n).unwrap();
+    let doc = [
+        "if", " x", ":\n", "    ", "ab", " =", " 1", "\n", "ab", " = ", "bf", "(", "x", ")", "\n",
+    ];
+    let mut m = Matcher::new(g, b"", None).unwrap();
+    let mut mask = vec![0u32; n.div_ceil(32)];
+    for piece in doc {
+        m.fill_mask(&table, &mut mask);
+        for id in 1..n {
+            let bytes = table
+                .token_bytes(u32::try_from(id).unwrap())
+                .unwrap()
+                .to_vec();
+            let ok = m.accept_bytes(&bytes);
+            if ok {
+                m.rollback(1).unwrap();
+            }
+            let bit = mask[id / 32] >> (id % 32) & 1 == 1;
+            assert_eq!(
+                bit,
+                ok,
+                "before {piece:?}: token {:?}",
+                String::from_utf8_lossy(&bytes)
+            );
+        }
+        assert!(m.accept_bytes(piece.as_bytes()), "{piece:?}");
+    }
+}

@@ -43,7 +43,12 @@ pub struct TokenTable {
     /// Token sets per terminal regex (so grammars with the same terminal
     /// share them) and DFA state.
     cache: Mutex<FxHashMap<String, FxHashMap<u32, Arc<TokenSets>>>>,
+    /// Splits below trie nodes, per terminal regex, then (DFA state, node,
+    /// a lexeme already ended).
+    subtrees: Mutex<FxHashMap<String, SubtreeKeyed>>,
 }
+
+type SubtreeKeyed = FxHashMap<(u32, u32, bool), Arc<SubtreeSets>>;
 
 impl TokenTable {
     /// `tokens[i]` = bytes of token id `i` (empty for ids with no bytes);
@@ -97,6 +102,7 @@ impl TokenTable {
             is_eos,
             trie,
             cache: Mutex::new(FxHashMap::default()),
+            subtrees: Mutex::new(FxHashMap::default()),
         })
     }
 
@@ -152,20 +158,38 @@ impl TokenTable {
     /// parser decides those). Tokens that die before any accepting state
     /// are in neither.
     fn compute_sets(&self, dfa: &Dfa, start: u32) -> TokenSets {
-        let t = &self.trie;
         let mut inside = vec![0u32; self.mask_words()];
+        let ranges = self.split_subtree(dfa, start, 0, false, |id| set_bit(&mut inside, id));
+        TokenSets { inside, ranges }
+    }
+
+    /// The split of [`compute_sets`](Self::compute_sets) for the tokens
+    /// below trie node `root` (their bytes after `root`'s), calling
+    /// `alive` for those that keep the DFA alive; with `accepted`, a
+    /// lexeme already ended at `root`, so every death is for the parser.
+    fn split_subtree(
+        &self,
+        dfa: &Dfa,
+        start: u32,
+        root: usize,
+        accepted: bool,
+        mut alive: impl FnMut(u32),
+    ) -> Vec<(u32, u32)> {
+        let t = &self.trie;
+        let base = t.depth[root] as usize;
+        let stop = t.end[root] as usize;
         let mut ranges: Vec<(u32, u32)> = Vec::new();
         // (state, an accepting state was passed on the path) per depth.
-        let mut path = vec![(start, false)];
-        let mut i = 1;
-        while i < t.len() {
-            let d = t.depth[i] as usize;
+        let mut path = vec![(start, accepted)];
+        let mut i = root + 1;
+        while i < stop {
+            let d = t.depth[i] as usize - base;
             path.truncate(d);
-            let (parent, accepted) = path[d - 1];
+            let (parent, passed) = path[d - 1];
             let s = dfa.next(parent, t.byte[i]);
             let end = t.end[i];
             if s == DEAD {
-                if accepted {
+                if passed {
                     match ranges.last_mut() {
                         Some(last) if last.1 as usize == i => last.1 = end,
                         _ => ranges.push((u32::try_from(i).unwrap_or(u32::MAX), end)),
@@ -175,13 +199,60 @@ impl TokenTable {
                 continue;
             }
             for &id in t.ids_at(i) {
-                set_bit(&mut inside, id);
+                alive(id);
             }
-            path.push((s, accepted || dfa.is_accepting(s)));
+            path.push((s, passed || dfa.is_accepting(s)));
             i += 1;
         }
-        TokenSets { inside, ranges }
+        ranges
     }
+
+    /// Cached [`split_subtree`](Self::split_subtree) below `node`.
+    fn subtree_sets(
+        &self,
+        pattern: &str,
+        state: u32,
+        node: usize,
+        accepted: bool,
+        dfa: &Dfa,
+    ) -> Arc<SubtreeSets> {
+        let key = (state, u32::try_from(node).unwrap_or(u32::MAX), accepted);
+        let cached = self
+            .subtrees
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(pattern)
+            .and_then(|m| m.get(&key).cloned());
+        if let Some(s) = cached {
+            return s;
+        }
+        let mut ids = Vec::new();
+        let ranges = self.split_subtree(dfa, state, node, accepted, |id| ids.push(id));
+        let sets = Arc::new(SubtreeSets { alive: ids, ranges });
+        let mut cache = self.subtrees.lock().unwrap_or_else(PoisonError::into_inner);
+        let entries: usize = cache.values().map(FxHashMap::len).sum();
+        if entries < MAX_SUBTREE_ENTRIES {
+            cache
+                .entry(pattern.to_string())
+                .or_default()
+                .insert(key, Arc::clone(&sets));
+        }
+        sets
+    }
+}
+
+/// Subtrees with fewer nodes are walked instead of looked up.
+const MIN_SUBTREE: usize = 48;
+
+/// Most cached subtree splits (beyond it they are computed each time).
+const MAX_SUBTREE_ENTRIES: usize = 50_000;
+
+/// The split below one trie node: tokens that keep the thread alive, and
+/// preorder ranges the parser must decide.
+#[derive(Debug)]
+struct SubtreeSets {
+    alive: Vec<u32>,
+    ranges: Vec<(u32, u32)>,
 }
 
 #[inline]
@@ -240,7 +311,10 @@ pub(crate) fn fill(
         }
         merge(&mut scratch.ranges);
     }
-    walk(g, state, &table.trie, &scratch.ranges, mask);
+    // Lexemes begun before this token are covered by the root's sets,
+    // unless the full walk skipped them.
+    let since = (!full_walk).then_some(state.len());
+    walk(g, state, table, &scratch.ranges, since, mask);
 }
 
 fn merge(ranges: &mut Vec<(u32, u32)>) {
@@ -259,11 +333,56 @@ fn merge(ranges: &mut Vec<(u32, u32)>) {
 
 /// Walks the trie nodes whose subtree meets `ranges`, feeding bytes to
 /// `state`; sets the bit of every token inside `ranges` that keeps it viable.
-fn walk(g: &Compiled, state: &mut State, trie: &Trie, ranges: &[(u32, u32)], mask: &mut [u32]) {
+fn walk(
+    g: &Compiled,
+    state: &mut State,
+    table: &TokenTable,
+    ranges: &[(u32, u32)],
+    since: Option<usize>,
+    mask: &mut [u32],
+) {
     let base = state.len();
+    let trie = &table.trie;
+    let ctx = Walk {
+        g,
+        table,
+        base,
+        since,
+    };
+    walk_nodes(&ctx, state, ranges, (1, trie.len()), mask);
+    state.truncate(base);
+}
+
+/// What stays fixed during one walk.
+#[derive(Clone, Copy)]
+struct Walk<'a> {
+    g: &'a Compiled,
+    table: &'a TokenTable,
+    base: usize,
+    since: Option<usize>,
+}
+
+/// [`walk`] over the nodes `span.0..span.1`. Where only one lexer thread
+/// is left, inside a lexeme that began within the token (the root's sets
+/// cover lexemes begun before), its cached split below the node marks the
+/// tokens that stay in the lexeme and names the subtrees to walk on.
+fn walk_nodes(
+    ctx: &Walk<'_>,
+    state: &mut State,
+    ranges: &[(u32, u32)],
+    span: (usize, usize),
+    mask: &mut [u32],
+) {
+    let Walk {
+        g,
+        table,
+        base,
+        since,
+    } = *ctx;
+    let trie = &table.trie;
     let mut r = 0;
-    let mut i = 1;
-    while i < trie.len() {
+    let mut i = span.0;
+    while i < span.1 {
         while r < ranges.len() && ranges[r].1 as usize <= i {
             r += 1;
         }
@@ -283,7 +402,18 @@ fn walk(g: &Compiled, state: &mut State, trie: &Trie, ranges: &[(u32, u32)], mas
                 set_bit(mask, id);
             }
         }
+        if end > i + MIN_SUBTREE
+            && let Some((term, st, accepted)) = state.single_thread(g, since)
+            && let Some(dfa) = g.dfa(term)
+        {
+            let sets = table.subtree_sets(&g.ir.terms[term as usize].pattern, st, i, accepted, dfa);
+            for &id in &sets.alive {
+                set_bit(mask, id);
+            }
+            walk_nodes(ctx, state, &sets.ranges, (i + 1, end), mask);
+            i = end;
+            continue;
+        }
         i += 1;
     }
-    state.truncate(base);
 }

@@ -197,6 +197,11 @@ impl PyState {
         &self.threads[r.threads as usize..r.threads_end as usize]
     }
 
+    /// Byte offset where the pending lexeme starts.
+    pub fn lexeme_start(&self) -> usize {
+        self.recs[self.recs.len() - 1].lex_start as usize
+    }
+
     /// Whether a shorter lexeme already matched (maximal munch may fall back to it).
     pub fn has_fallback(&self) -> bool {
         self.recs[self.recs.len() - 1].last_accept != NONE

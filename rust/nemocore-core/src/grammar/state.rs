@@ -56,6 +56,27 @@ impl State {
         }
     }
 
+    /// The only live lexer thread `(terminal, DFA state, a lexeme already
+    /// ended so a later dead end falls back to the parser)`, when the
+    /// state is inside one lexeme, begun after byte `since` (if given),
+    /// whose continuation alone keeps it viable.
+    pub fn single_thread(&self, g: &Compiled, since: Option<usize>) -> Option<(u32, u32, bool)> {
+        let after = |start: usize| since.is_none_or(|b| start > b);
+        match (self, &g.python) {
+            (State::Dyn(s), _) => match s.threads() {
+                [t] if after(t.col as usize) => Some((t.term, t.state, false)),
+                _ => None,
+            },
+            (State::Py(s), Some(py)) => match s.threads() {
+                [(t, st)] if after(s.lexeme_start()) && s.acceptable(g, py, *t) => {
+                    Some((*t, *st, s.has_fallback()))
+                }
+                _ => None,
+            },
+            (State::Py(_), None) => None,
+        }
+    }
+
     /// Returns to the state after the first `n` bytes.
     pub fn truncate(&mut self, n: usize) {
         match self {
