@@ -253,7 +253,7 @@ fn big_vocab() -> Vec<Vec<u8>> {
                 t.extend_from_slice(if x % 5 == 2 { b" " } else { b" \"" });
                 (0..2 + (x >> 8) % 6).for_each(|k| t.push(b'a' + ((x >> (12 + 3 * k)) % 4) as u8));
             }
-            _ => (0..1 + (x >> 8) % 6).for_each(|k| t.push(b'a' + ((x >> (12 + 3 * k)) % 4) as u8)),
+            _ => (0..=(x >> 8) % 6).for_each(|k| t.push(b'a' + ((x >> (12 + 3 * k)) % 4) as u8)),
         }
         if seen.insert(t.clone()) {
             v.push(t);
