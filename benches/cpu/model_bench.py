@@ -25,14 +25,20 @@ import torch
 from nemocore.models import NemotronHForCausalLM, presets
 
 
-def _median_s(fn, reps: int) -> float:
-    fn()
-    times = []
-    for _ in range(reps):
+def _alternating(ours, theirs, reps: int) -> tuple[float, float, float]:
+    """Median seconds of ours and theirs, and the median of the per-round ratios theirs/ours.
+    The two alternate within each round, so load from other processes on this shared machine
+    hits both alike (each callable returns its own timed seconds, or None to time the call)."""
+
+    def timed(fn):
         t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        inner = fn()
+        return inner if isinstance(inner, float) else time.perf_counter() - t0
+
+    timed(ours), timed(theirs)  # warm-up (and compilation)
+    rounds = [(timed(ours), timed(theirs)) for _ in range(reps)]
+    ratio = statistics.median(t / o for o, t in rounds)
+    return statistics.median(o for o, _ in rounds), statistics.median(t for _, t in rounds), ratio
 
 
 def _ours_prefill(model, ids, new):
@@ -63,11 +69,6 @@ def _hf_decode(model, ids, new):
     return time.perf_counter() - t0
 
 
-def _decode_rate(run, reps, batch, new) -> float:
-    run()  # warm-up (and compilation)
-    return batch * new / statistics.median(run() for _ in range(reps))
-
-
 def speed_table(args) -> None:
     import transformers
 
@@ -88,25 +89,26 @@ def speed_table(args) -> None:
     with torch.no_grad():
         for batch in args.batches:
             ids = torch.randint(3, ours.config.vocab_size, (batch, args.prompt))
-            hf = _median_s(lambda ids=ids: _hf_prefill(theirs, ids), args.reps)
-            us = _median_s(lambda ids=ids: _ours_prefill(ours, ids, args.new), args.reps)
-            tokens = batch * args.prompt
-            print(f"| {batch} | prefill | {tokens / hf:.0f} | {tokens / us:.0f} | {hf / us:.2f}x |")
-            short = ids[:, :64]
-            hf = _decode_rate(
-                lambda s=short: _hf_decode(theirs, s, args.new), args.reps, batch, args.new
+            us, hf, ratio = _alternating(
+                lambda ids=ids: _ours_prefill(ours, ids, args.new),
+                lambda ids=ids: _hf_prefill(theirs, ids),
+                args.reps,
             )
+            n = batch * args.prompt
+            print(f"| {batch} | prefill | {n / hf:.0f} | {n / us:.0f} | {ratio:.2f}x |")
+            short, n = ids[:, :64], batch * args.new
             steps = [("decode", ours.decode_step)] + (
                 [("decode (compiled)", compiled)] if compiled else []
             )
             for name, step in steps:
-                us = _decode_rate(
-                    lambda s=short, st=step: _ours_decode(ours, s, args.new, st),
+                us, hf, ratio = _alternating(
+                    lambda st=step, s=short: _ours_decode(ours, s, args.new, st),
+                    lambda s=short: _hf_decode(theirs, s, args.new),
                     args.reps,
-                    batch,
-                    args.new,
                 )
-                print(f"| {batch} | {name} | {hf:.0f} | {us:.0f} | {us / hf:.2f}x |", flush=True)
+                print(
+                    f"| {batch} | {name} | {n / hf:.0f} | {n / us:.0f} | {ratio:.2f}x |", flush=True
+                )
 
 
 def memory_table() -> None:
