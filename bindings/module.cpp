@@ -91,6 +91,11 @@ py::dict build_info() {
 #else
   info["cuda_moe"] = false;
 #endif
+#ifdef NEMOCORE_WITH_CUDA_QUANT
+  info["cuda_quant"] = true;
+#else
+  info["cuda_quant"] = false;
+#endif
 #ifdef NEMOCORE_WITH_CUDA_ATTENTION
   info["cuda_attention"] = true;
 #else
@@ -98,6 +103,7 @@ py::dict build_info() {
 #endif
 #else
   info["cuda_moe"] = false;
+  info["cuda_quant"] = false;
   info["cuda_attention"] = false;
   info["cuda_ssd"] = false;
   info["cuda_ssd_fwd"] = false;

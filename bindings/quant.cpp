@@ -59,7 +59,7 @@ void abs_max(const py::handle& x_obj, const py::handle& out_obj, int num_threads
   p.out_bits = static_cast<uint32_t*>(out.data);
   p.num_threads = num_threads < 1 ? 1 : num_threads;
   p.stream = reinterpret_cast<void*>(stream);
-  launch(x, "nvfp4 abs_max", &cpu::abs_max, NEMOCORE_QUANT_CUDA(abs_max), p);
+  launch(x, "nvfp4 abs_max", &cpu::abs_max, nullptr, p);  // CUDA: torch reduces
 }
 
 void nvfp4_quantize(const py::handle& x_obj, double amax, int compat, bool block_2d,
@@ -123,6 +123,51 @@ void nvfp4_dequantize(const py::handle& qdata_obj, const py::handle& scales_obj,
   launch(q, "nvfp4 dequantize", &cpu::nvfp4_dequantize, NEMOCORE_QUANT_CUDA(nvfp4_dequantize), p);
 }
 
+// out (M, N) = alpha * A @ B^T, B NVFP4 (N, Kp), A NVFP4 (M, Kp) or bf16 (M, Kp) (a_bf16).
+void nvfp4_mm(const py::handle& a_q, const py::handle& a_s, const py::handle& a_ts,
+              const py::handle& a_bf16, const py::handle& b_q, const py::handle& b_s,
+              const py::handle& b_ts, const py::handle& out_obj, uintptr_t stream) {
+  const TensorView bq = view_of(b_q, "b_qdata"), out = view_of(out_obj, "out");
+  check(bq.dim() == 2 && bq.size(1) % 8 == 0,
+        "b_qdata: expected (N, Kp/2) uint8, got " + bq.describe());
+  Nvfp4MmParams p;
+  p.n = bq.size(0), p.kp = bq.size(1) * 2;
+  check(out.dim() == 2 && out.size(1) == p.n, "out: expected (M, N), got " + out.describe());
+  p.m = out.size(0);
+  check_u8(bq, "b_qdata", {p.n, p.kp / 2}, bq);
+  check_u8(view_of(b_s, "b_scales"), "b_scales", {p.n, p.kp / 16}, bq);
+  check_scalar_f32(view_of(b_ts, "b_tensor_scale"), "b_tensor_scale", bq);
+  p.b_qdata = static_cast<const uint8_t*>(bq.data);
+  p.b_scales = static_cast<const uint8_t*>(view_of(b_s, "b_scales").data);
+  p.b_tensor_scale = static_cast<const float*>(view_of(b_ts, "b_tensor_scale").data);
+  if (const auto a = optional_view_of(a_bf16, "a_bf16")) {
+    check_shape(*a, "a_bf16", {p.m, p.kp});
+    check_dtype(*a, "a_bf16", DType::kBFloat16);
+    check_same_device(*a, "a_bf16", bq, "b_qdata");
+    check_contiguous(*a, "a_bf16");
+    p.a_bf16 = a->data;
+  } else {
+    const TensorView aq = view_of(a_q, "a_qdata");
+    check_u8(aq, "a_qdata", {p.m, p.kp / 2}, bq);
+    check_u8(view_of(a_s, "a_scales"), "a_scales", {p.m, p.kp / 16}, bq);
+    check_scalar_f32(view_of(a_ts, "a_tensor_scale"), "a_tensor_scale", bq);
+    p.a_qdata = static_cast<const uint8_t*>(aq.data);
+    p.a_scales = static_cast<const uint8_t*>(view_of(a_s, "a_scales").data);
+    p.a_tensor_scale = static_cast<const float*>(view_of(a_ts, "a_tensor_scale").data);
+  }
+  check(out.dtype == DType::kFloat32 || out.dtype == DType::kBFloat16,
+        "out: expected float32 or bfloat16, got " + out.describe());
+  check_same_device(out, "out", bq, "b_qdata");
+  check_contiguous(out, "out");
+  p.out = out.data, p.out_dtype = out.dtype;
+  p.stream = reinterpret_cast<void*>(stream);
+  check(bq.is_cuda,
+        "nvfp4_mm: the kernel is CUDA only; on the CPU nemocore.quant.nvfp4_mm "
+        "dequantizes and runs an fp32 GEMM");
+  launch(bq, "nvfp4_mm", static_cast<KernelFn<Nvfp4MmParams>::type>(nullptr),
+         NEMOCORE_QUANT_CUDA(nvfp4_mm), p);
+}
+
 }  // namespace
 
 void register_quant(py::module_& m) {
@@ -135,6 +180,11 @@ void register_quant(py::module_& m) {
   m.def("nvfp4_dequantize", &nvfp4_dequantize, py::arg("qdata"), py::arg("scales"),
         py::arg("tensor_scale"), py::arg("out"), py::arg("num_threads"), py::arg("stream"),
         "NVFP4 qdata/scales/tensor_scale into out (rows, cols).");
+  m.def("nvfp4_mm", &nvfp4_mm, py::arg("a_qdata"), py::arg("a_scales"), py::arg("a_tensor_scale"),
+        py::arg("a_bf16"), py::arg("b_qdata"), py::arg("b_scales"), py::arg("b_tensor_scale"),
+        py::arg("out"), py::arg("stream"),
+        "CUDA: out = A @ B^T with B NVFP4 and A NVFP4 or bf16 (a_bf16), dequantized in the "
+        "GEMM's main loop.");
 }
 
 }  // namespace nemocore::bindings

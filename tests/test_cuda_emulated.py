@@ -6,7 +6,7 @@ every kernel path against a float64 reference (tests/cuda_emu/causal_conv1d_emu.
 tests/cuda_emu/ssd_emu.cpp for the SSD forward scan and decode step, ssd_bwd_emu.cpp for the SSD
 backward, tests/cuda_emu/moe_emu.cpp for the MoE grouped GEMMs and permute kernels,
 moe_sm90_emu.cpp for the Hopper (wgmma) grouped GEMM, tests/cuda_emu/attention_emu.cpp for
-decode attention). Needs
+decode attention, tests/cuda_emu/quant_emu.cpp for NVFP4). Needs
 g++ and the CUDA headers (the nvidia-cuda-* wheels of requirements/dev.txt, or a toolkit).
 """
 
@@ -67,6 +67,8 @@ def compile_emulated(source: str, out: Path) -> Path:
         ("attention_emu.cpp", "reverse"),
         ("token_bitmask_emu.cpp", "forward"),  # grammar token bitmask: awkward vocabs, strides
         ("token_bitmask_emu.cpp", "reverse"),
+        ("quant_emu.cpp", "forward"),  # NVFP4 quantize/dequantize vs the CPU kernels, nvfp4_mm
+        ("quant_emu.cpp", "reverse"),
     ],
 )
 def test_cuda_kernels_under_emulation(tmp_path, source, order):

@@ -86,8 +86,8 @@ void nvfp4_dequantize(const Nvfp4DequantizeParams& p);
 }  // namespace cpu
 
 namespace cuda {
-// Built when CMake defines NEMOCORE_WITH_CUDA_QUANT (csrc/cuda/nvfp4_quantize.cu, nvfp4_mm.cu).
-void abs_max(const AbsMaxParams& p);
+// Built when CMake defines NEMOCORE_WITH_CUDA_QUANT (csrc/cuda/nvfp4.cu). On CUDA the amax
+// comes from torch's reduction (abs_max is CPU only).
 void nvfp4_quantize(const Nvfp4QuantizeParams& p);
 void nvfp4_dequantize(const Nvfp4DequantizeParams& p);
 void nvfp4_mm(const Nvfp4MmParams& p);

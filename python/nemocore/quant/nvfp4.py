@@ -53,6 +53,11 @@ def _check_input(x: Tensor, compat: str, stochastic_rounding: bool, generator) -
 def abs_max(x2: Tensor) -> Tensor:
     """() float32 max |x| of x2: (M, K) float32/bf16/fp16 with a contiguous last dim; raises
     ValueError on inf or NaN (found in the same pass)."""
+    if x2.device.type != "cpu":  # CUDA: torch's reduction (one host sync for the check)
+        amax = x2.abs().amax().to(torch.float32)
+        if not bool(torch.isfinite(amax)):
+            ref.check_finite(x2)
+        return amax
     bits = torch.zeros(1, dtype=torch.int32, device=x2.device)
     threads, stream = _native.launch_args(x2.device)
     _native.kernels().abs_max(x2, bits, threads, stream)
@@ -161,10 +166,33 @@ def nvfp4_mm(
             f"and {tuple(b.shape)}"
         )
     out_dtype = out_dtype or a.dtype
-    if b.device.type == "cuda" and _cuda_kernels():
-        from nemocore.quant import nvfp4_cuda
-
-        return nvfp4_cuda.nvfp4_mm(a, b, out_dtype)
+    if b.device.type == "cuda" and _cuda_kernels() and out_dtype in _MM_OUT_DTYPES:
+        return _nvfp4_mm_cuda(a, b, out_dtype)
     rotated = a_is_q and _same_rotation(a, b)
     a32 = a.dequantize(torch.float32, rotated=rotated) if a_is_q else a.to(torch.float32)
     return (a32 @ b.dequantize(torch.float32, rotated=rotated).T).to(out_dtype)
+
+
+_MM_OUT_DTYPES = (torch.float32, torch.bfloat16)
+
+
+def _nvfp4_mm_cuda(a: NVFP4Tensor | Tensor, b: NVFP4Tensor, out_dtype: torch.dtype) -> Tensor:
+    """The CUDA kernel: dequantize-in-the-main-loop GEMM on bf16 tensor cores."""
+    if b.hadamard_signs is not None or (
+        isinstance(a, NVFP4Tensor) and a.hadamard_signs is not None
+    ):
+        rotated = isinstance(a, NVFP4Tensor) and _same_rotation(a, b)
+        if not rotated:  # un-rotate through the reference path
+            a32 = a.dequantize(torch.float32) if isinstance(a, NVFP4Tensor) else a.float()
+            return (a32 @ b.dequantize(torch.float32).T).to(out_dtype)
+    m, kp = a.shape[0], b.padded_cols
+    out = torch.empty((m, b.rows), dtype=out_dtype, device=b.device)
+    stream = torch.cuda.current_stream(b.device).cuda_stream
+    k = _native.kernels()
+    if isinstance(a, NVFP4Tensor):
+        k.nvfp4_mm(a.qdata, a.scales, a.tensor_scale, None, b.qdata, b.scales, b.tensor_scale,
+                   out, stream)  # fmt: skip
+    else:
+        a16 = torch.nn.functional.pad(a.to(torch.bfloat16), (0, kp - a.shape[1])).contiguous()
+        k.nvfp4_mm(None, None, None, a16, b.qdata, b.scales, b.tensor_scale, out, stream)
+    return out

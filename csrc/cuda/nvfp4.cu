@@ -1,0 +1,248 @@
+// NVFP4 on CUDA (kernels.md 4.3-4.5, 4.10): quantize, dequantize, and the dequantizing GEMM.
+//
+// quantize:   one thread per 16-element block (1D) or per 16x16 tile column of a 16-row group
+//             (2D); the amax comes from the caller (torch's reduction, which also checks that
+//             the input is finite). Arithmetic in nvfp4_common.cuh, bit-equal to the CPU.
+// dequantize: one thread per 16-element block.
+// nvfp4_mm:   out (M, N) = alpha * A (M, Kp) @ B (N, Kp)^T with B NVFP4 and A NVFP4 (W4A4
+//             emulation) or bf16 (W4A16). A 64 x 64 output tile per block of 4 warps; the main
+//             loop walks K one NVFP4 block (16) at a time: 128 threads dequantize the 64 + 64
+//             16-element row blocks of the slice (E2M1 code times its E4M3 scale, exact in
+//             bf16) into shared memory, then each warp runs 8 m16n8k16 bf16 tensor-core MMAs
+//             (its 16 rows x 64 columns) with fp32 accumulators. The tensor scales multiply in
+//             the epilogue: alpha = tensor_scale_a * tensor_scale_b (tensor_scale_b alone for
+//             bf16 A). Equal to the exact FP4 GEMM up to fp32 accumulation order.
+#include <cstdint>
+#include <stdexcept>
+#include <type_traits>
+
+#include "cuda/common/launch.cuh"
+#include "cuda/common/mma.cuh"
+#include "cuda/nvfp4_common.cuh"
+
+namespace nemocore::cuda {
+namespace {
+
+constexpr int kThreads = 128;
+constexpr int kTile = 64;  // output tile rows and columns of nvfp4_mm
+
+// ---- device code ----------------------------------------------------------------------------
+
+template <typename T>
+__device__ __forceinline__ float load_f32(const T* p) {
+  if constexpr (std::is_same_v<T, float>) {
+    return *p;
+  } else if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    return __bfloat162float(*p);
+  } else {
+    return __half2float(*p);
+  }
+}
+
+template <typename T>
+__device__ void quantize_one_block(const Nvfp4QuantizeParams& p, const nvfp4::GlobalScales& g,
+                                   int64_t r, int64_t kb, float enc) {
+  const T* row = static_cast<const T*>(p.x) + r * p.row_stride;
+  const int64_t nb = (p.cols + 15) / 16;
+  const float* rand = p.rand ? p.rand + r * nb * 16 + kb * 16 : nullptr;
+  uint32_t words[2] = {0u, 0u};
+  for (int i = 0; i < 16; ++i) {
+    const int64_t c = kb * 16 + i;
+    const float x = c < p.cols ? load_f32(row + c) : 0.f;
+    const uint32_t code = nvfp4::e2m1_code(x, enc, rand ? rand[i] : 0.f, rand != nullptr, g.compat);
+    words[i / 8] |= code << (4 * (i % 8));
+  }
+  uint32_t* q = reinterpret_cast<uint32_t*>(p.qdata + r * nb * 8 + kb * 8);
+  q[0] = words[0], q[1] = words[1];
+}
+
+template <typename T>
+__device__ float block_amax(const Nvfp4QuantizeParams& p, int64_t r, int64_t kb) {
+  const T* row = static_cast<const T*>(p.x) + r * p.row_stride;
+  float m = 0.f;
+  for (int i = 0; i < 16; ++i) {
+    const int64_t c = kb * 16 + i;
+    const float a = c < p.cols ? fabsf(load_f32(row + c)) : 0.f;
+    m = a > m ? a : m;
+  }
+  return m;
+}
+
+// Thread i: block (i / nb, i % nb) for 1D; tile column i % nb of row group i / nb for 2D.
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+    nvfp4_quantize_kernel(const Nvfp4QuantizeParams p, const nvfp4::GlobalScales g, int64_t items) {
+  const int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x;
+  if (i == 0) *p.tensor_scale = g.tensor_scale;  // device memory: written by the kernel
+  if (i >= items) return;
+  const int64_t nb = (p.cols + 15) / 16, kb = i % nb;
+  const int64_t r0 = p.block_2d ? (i / nb) * 16 : i / nb;
+  const int64_t r1 = p.block_2d ? (r0 + 16 < p.rows ? r0 + 16 : p.rows) : r0 + 1;
+  float amax = 0.f;
+  for (int64_t r = r0; r < r1; ++r) {
+    const float a = block_amax<T>(p, r, kb);
+    amax = a > amax ? a : amax;
+  }
+  float enc;
+  const uint8_t s = nvfp4::block_scale(g, amax, enc);
+  for (int64_t r = r0; r < r1; ++r) {
+    p.scales[r * nb + kb] = s;
+    quantize_one_block<T>(p, g, r, kb, enc);
+  }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+    nvfp4_dequantize_kernel(const Nvfp4DequantizeParams p, int64_t items) {
+  const int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x;
+  if (i >= items) return;
+  const int64_t nb_src = p.qdata_cols / 8, nb = (p.cols + 15) / 16;
+  const int64_t r = i / nb, kb = i % nb;
+  const float scale = nvfp4::e4m3_decode(p.scales[r * nb_src + kb]) * *p.tensor_scale;
+  const uint8_t* q = p.qdata + r * p.qdata_cols + kb * 8;
+  T* out = static_cast<T*>(p.out) + r * p.cols;
+  for (int j = 0; j < 16 && kb * 16 + j < p.cols; ++j) {
+    const int code = (q[j / 2] >> (4 * (j & 1))) & 15;
+    const float mag = nvfp4::e2m1_value(code) * scale;
+    const float v = code & 8 ? -mag : mag;
+    if constexpr (std::is_same_v<T, float>) {
+      out[kb * 16 + j] = v;
+    } else if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+      out[kb * 16 + j] = __float2bfloat16_rn(v);
+    } else {
+      out[kb * 16 + j] = __float2half_rn(v);
+    }
+  }
+}
+
+// 16 dequantized values of one NVFP4 row block, as bf16 bits (exact: the top 16 bits).
+__device__ __forceinline__ void dequant_row_block(const uint8_t* q, uint8_t scale, uint16_t* dst) {
+  const float s = nvfp4::e4m3_decode(scale);
+  for (int j = 0; j < 16; ++j) {
+    const int code = (q[j / 2] >> (4 * (j & 1))) & 15;
+    const float mag = nvfp4::e2m1_value(code) * s;
+    dst[j] = static_cast<uint16_t>(nvfp4::bits_of(code & 8 ? -mag : mag) >> 16);
+  }
+}
+
+template <typename O>
+__global__ void __launch_bounds__(kThreads)
+    nvfp4_mm_kernel(const Nvfp4MmParams p, int64_t n_tiles) {
+  __shared__ uint16_t as[kTile][16];
+  __shared__ uint16_t bs[kTile][16];
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
+  const int64_t m0 = (int64_t(blockIdx.x) / n_tiles) * kTile,
+                n0 = (int64_t(blockIdx.x) % n_tiles) * kTile;
+  const int64_t nb = p.kp / 16;
+  float acc[8][4] = {};
+  for (int64_t kb = 0; kb < nb; ++kb) {
+    // Stage the slice: threads 0-63 take A's rows, 64-127 B's; rows past the matrix are zero.
+    const int row = tid % kTile;
+    uint16_t* dst = tid < kTile ? as[row] : bs[row];
+    const int64_t grow = (tid < kTile ? m0 : n0) + row;
+    const bool in = grow < (tid < kTile ? p.m : p.n);
+    if (!in) {
+      for (int j = 0; j < 16; ++j) dst[j] = 0;
+    } else if (tid >= kTile) {
+      dequant_row_block(p.b_qdata + grow * nb * 8 + kb * 8, p.b_scales[grow * nb + kb], dst);
+    } else if (p.a_qdata) {
+      dequant_row_block(p.a_qdata + grow * nb * 8 + kb * 8, p.a_scales[grow * nb + kb], dst);
+    } else {
+      const uint16_t* src = static_cast<const uint16_t*>(p.a_bf16) + grow * p.kp + kb * 16;
+      for (int j = 0; j < 16; ++j) dst[j] = src[j];
+    }
+    __syncthreads();
+    // Warp w: rows 16w..16w+15 of the tile, 8 column tiles of 8 (fragments: cuda/common/mma.cuh).
+    const int r = warp * 16 + g;
+    uint32_t a[4];
+    a[0] = as[r][2 * t] | (uint32_t(as[r][2 * t + 1]) << 16);
+    a[1] = as[r + 8][2 * t] | (uint32_t(as[r + 8][2 * t + 1]) << 16);
+    a[2] = as[r][2 * t + 8] | (uint32_t(as[r][2 * t + 9]) << 16);
+    a[3] = as[r + 8][2 * t + 8] | (uint32_t(as[r + 8][2 * t + 9]) << 16);
+    for (int j = 0; j < 8; ++j) {
+      const int c = j * 8 + g;
+      const uint32_t b[2] = {bs[c][2 * t] | (uint32_t(bs[c][2 * t + 1]) << 16),
+                             bs[c][2 * t + 8] | (uint32_t(bs[c][2 * t + 9]) << 16)};
+      mma_m16n8k16<__nv_bfloat16>(acc[j], a, b, acc[j]);
+    }
+    __syncthreads();
+  }
+  const float alpha = (p.a_qdata ? *p.a_tensor_scale : 1.f) * *p.b_tensor_scale;
+  O* out = static_cast<O*>(p.out);
+  for (int j = 0; j < 8; ++j) {
+    for (int e = 0; e < 4; ++e) {
+      const int64_t row = m0 + warp * 16 + g + 8 * (e / 2), col = n0 + j * 8 + 2 * t + (e % 2);
+      if (row >= p.m || col >= p.n) continue;
+      const float v = acc[j][e] * alpha;
+      if constexpr (std::is_same_v<O, float>) {
+        out[row * p.n + col] = v;
+      } else {
+        out[row * p.n + col] = __float2bfloat16_rn(v);
+      }
+    }
+  }
+}
+
+// ---- launchers ------------------------------------------------------------------------------
+
+template <typename T>
+void launch_quantize(const Nvfp4QuantizeParams& p, const nvfp4::GlobalScales& g) {
+  const int64_t nb = (p.cols + 15) / 16;
+  const int64_t items = (p.block_2d ? (p.rows + 15) / 16 : p.rows) * nb;
+  launch_kernel("nvfp4_quantize", nvfp4_quantize_kernel<T>,
+                grid_blocks((items + kThreads - 1) / kThreads, "nvfp4_quantize"), dim3(kThreads),
+                static_cast<cudaStream_t>(p.stream), p, g, items);
+}
+
+template <typename T>
+void launch_dequantize(const Nvfp4DequantizeParams& p) {
+  const int64_t items = p.rows * ((p.cols + 15) / 16);
+  launch_kernel("nvfp4_dequantize", nvfp4_dequantize_kernel<T>,
+                grid_blocks((items + kThreads - 1) / kThreads, "nvfp4_dequantize"), dim3(kThreads),
+                static_cast<cudaStream_t>(p.stream), p, items);
+}
+
+}  // namespace
+
+// ---- dispatch -------------------------------------------------------------------------------
+
+// The per-tensor constants are derived on the host from p.amax (the caller's reduction); the
+// kernel writes tensor_scale (device memory).
+void nvfp4_quantize(const Nvfp4QuantizeParams& p) {
+  const nvfp4::GlobalScales g = nvfp4::global_scales(p.amax, p.compat);
+  if (p.rows == 0 || p.cols == 0) throw std::invalid_argument("nvfp4_quantize: empty input");
+  switch (p.dtype) {
+    case DType::kFloat32: return launch_quantize<float>(p, g);
+    case DType::kBFloat16: return launch_quantize<__nv_bfloat16>(p, g);
+    case DType::kFloat16: return launch_quantize<__half>(p, g);
+    default: throw std::invalid_argument("nvfp4_quantize: x must be float32, bfloat16 or float16");
+  }
+}
+
+void nvfp4_dequantize(const Nvfp4DequantizeParams& p) {
+  if (p.rows == 0 || p.cols == 0) return;
+  switch (p.out_dtype) {
+    case DType::kFloat32: return launch_dequantize<float>(p);
+    case DType::kBFloat16: return launch_dequantize<__nv_bfloat16>(p);
+    case DType::kFloat16: return launch_dequantize<__half>(p);
+    default:
+      throw std::invalid_argument("nvfp4 dequantize: out must be float32, bfloat16 or float16");
+  }
+}
+
+void nvfp4_mm(const Nvfp4MmParams& p) {
+  if (p.m == 0 || p.n == 0) return;
+  const int64_t n_tiles = (p.n + kTile - 1) / kTile;
+  const unsigned grid = grid_blocks(((p.m + kTile - 1) / kTile) * n_tiles, "nvfp4_mm");
+  const auto stream = static_cast<cudaStream_t>(p.stream);
+  if (p.out_dtype == DType::kFloat32) {
+    launch_kernel("nvfp4_mm", nvfp4_mm_kernel<float>, grid, dim3(kThreads), stream, p, n_tiles);
+  } else if (p.out_dtype == DType::kBFloat16) {
+    launch_kernel("nvfp4_mm", nvfp4_mm_kernel<__nv_bfloat16>, grid, dim3(kThreads), stream, p,
+                  n_tiles);
+  } else {
+    throw std::invalid_argument("nvfp4_mm: out must be float32 or bfloat16");
+  }
+}
+
+}  // namespace nemocore::cuda

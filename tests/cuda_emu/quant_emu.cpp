@@ -1,0 +1,186 @@
+// Host test of the CUDA NVFP4 kernels (csrc/cuda/nvfp4.cu) through the emulator (emu.h): the
+// real CUDA source against the CPU kernels (csrc/cpu/kernels/nvfp4_*.cpp, compiled here at the
+// baseline ISA), which tests/quant checks bit for bit against the pure-PyTorch reference.
+//   quantize:   codes, scales and the tensor scale must be identical, for float32 / bfloat16 /
+//               float16 input, both conventions, 1D and 2D blocks, RNE and stochastic rounding,
+//               awkward shapes (1 x 1, partial blocks, partial 16-row tiles), zero blocks, -0.0;
+//   dequantize: identical outputs (float32 and bfloat16);
+//   nvfp4_mm:   W4A4 and W4A16 through the emulated m16n8k16 bf16 MMA (fragments rebuilt from
+//               the PTX layout) against a float64 sum over the dequantized operands.
+// Build: see tests/test_cuda_emulated.py. Run with any argument for the quick suite.
+#include "emu.h"  // first: it stands in for the CUDA runtime
+
+#include "cuda/nvfp4.cu"
+
+#define NEMOCORE_CPU_ISA base
+#include "cpu/kernels/nvfp4_dequantize.cpp"
+#include "cpu/kernels/nvfp4_quantize.cpp"
+
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+using nemocore::DType;
+using nemocore::Nvfp4Compat;
+
+static std::mt19937_64 rng(2025);
+static int failures = 0, cases = 0;
+
+static double randn() { return std::normal_distribution<double>(0.0, 1.0)(rng); }
+
+// Row-scaled normals with a zero block and a -0.0, as float; converted per dtype below.
+static std::vector<float> sample(int64_t rows, int64_t cols) {
+  std::vector<float> x(rows * cols);
+  for (int64_t r = 0; r < rows; ++r) {
+    const double scale = std::ldexp(1.0, static_cast<int>(rng() % 13) - 6);
+    for (int64_t c = 0; c < cols; ++c) x[r * cols + c] = static_cast<float>(randn() * scale);
+  }
+  if (rows > 1 && cols >= 32)
+    for (int c = 16; c < 32; ++c) x[cols + c] = 0.f;
+  if (!x.empty()) x[0] = -0.f;
+  return x;
+}
+
+static uint16_t to_bits(float f, DType t) {
+  if (t == DType::kBFloat16) return __bfloat16_as_ushort(__float2bfloat16_rn(f));
+  return __half_as_ushort(__float2half_rn(f));
+}
+
+static float amax_of(const std::vector<float>& x, DType t) {
+  float m = 0.f;
+  for (float v : x) {
+    float w = v;
+    if (t == DType::kBFloat16) w = __bfloat162float(__float2bfloat16_rn(v));
+    if (t == DType::kFloat16) w = __half2float(__float2half_rn(v));
+    m = std::fmax(m, std::fabs(w));
+  }
+  return m;
+}
+
+struct Quantized {
+  std::vector<uint8_t> q, s;
+  float ts = -1.f;
+};
+
+static void fail(const std::string& what) {
+  if (++failures <= 20) printf("FAIL %s\n", what.c_str());
+}
+
+static void quantize_case(int64_t rows, int64_t cols, DType dtype, Nvfp4Compat compat,
+                          bool block_2d, bool stochastic) {
+  ++cases;
+  const std::vector<float> xf = sample(rows, cols);
+  std::vector<uint16_t> x16(xf.size());
+  for (size_t i = 0; i < xf.size(); ++i) x16[i] = to_bits(xf[i], dtype);
+  const int64_t nb = (cols + 15) / 16;
+  std::vector<float> rand(rows * nb * 16);
+  for (auto& u : rand) u = std::uniform_real_distribution<float>(0.f, 1.f)(rng);
+  nemocore::Nvfp4QuantizeParams p;
+  p.x = dtype == DType::kFloat32 ? static_cast<const void*>(xf.data()) : x16.data();
+  p.dtype = dtype, p.rows = rows, p.cols = cols, p.row_stride = cols;
+  p.amax = amax_of(xf, dtype), p.compat = compat, p.block_2d = block_2d;
+  p.rand = stochastic ? rand.data() : nullptr;
+  Quantized cpu, gpu;
+  for (Quantized* out : {&cpu, &gpu}) {
+    out->q.assign(rows * nb * 8, 0xEE), out->s.assign(rows * nb, 0xEE);
+    p.qdata = out->q.data(), p.scales = out->s.data(), p.tensor_scale = &out->ts;
+    if (out == &cpu) nemocore::cpu::base::nvfp4_quantize(p);
+    else nemocore::cuda::nvfp4_quantize(p);
+  }
+  const std::string where = "quantize " + std::to_string(rows) + "x" + std::to_string(cols) +
+                            " dtype " + std::to_string(int(dtype)) + " compat " +
+                            std::to_string(int(compat)) + (block_2d ? " 2d" : "") +
+                            (stochastic ? " sr" : "");
+  if (cpu.q != gpu.q) return fail(where + ": codes differ");
+  if (cpu.s != gpu.s) return fail(where + ": scales differ");
+  if (std::memcmp(&cpu.ts, &gpu.ts, 4) != 0) return fail(where + ": tensor scale differs");
+  // Dequantize both ways, float32 and bfloat16.
+  for (DType out_t : {DType::kFloat32, DType::kBFloat16}) {
+    nemocore::Nvfp4DequantizeParams d;
+    d.qdata = cpu.q.data(), d.scales = cpu.s.data(), d.tensor_scale = &cpu.ts;
+    d.qdata_cols = nb * 8, d.rows = rows, d.cols = cols, d.out_dtype = out_t;
+    std::vector<float> a(rows * cols, 7.f), b(rows * cols, 9.f);
+    d.out = a.data();
+    nemocore::cpu::base::nvfp4_dequantize(d);
+    d.out = b.data();
+    nemocore::cuda::nvfp4_dequantize(d);
+    const size_t bytes = rows * cols * (out_t == DType::kFloat32 ? 4 : 2);
+    if (std::memcmp(a.data(), b.data(), bytes) != 0) return fail(where + ": dequantize differs");
+  }
+}
+
+// float64 value of element (r, k) of an NVFP4 operand, before the tensor scale.
+static double element(const Quantized& t, int64_t kp, int64_t r, int64_t k) {
+  const int code = (t.q[r * kp / 2 + k / 2] >> (4 * (k & 1))) & 15;
+  const double mag = nemocore::cuda::nvfp4::e2m1_value(code) *
+                     double(nemocore::cuda::nvfp4::e4m3_decode(t.s[r * kp / 16 + k / 16]));
+  return code & 8 ? -mag : mag;
+}
+
+static Quantized quantize_cpu(int64_t rows, int64_t kp) {
+  const std::vector<float> x = sample(rows, kp);
+  Quantized out;
+  out.q.resize(rows * kp / 2), out.s.resize(rows * kp / 16);
+  nemocore::Nvfp4QuantizeParams p;
+  p.x = x.data(), p.rows = rows, p.cols = kp, p.row_stride = kp, p.amax = amax_of(x, DType::kFloat32);
+  p.qdata = out.q.data(), p.scales = out.s.data(), p.tensor_scale = &out.ts;
+  nemocore::cpu::base::nvfp4_quantize(p);
+  return out;
+}
+
+static void mm_case(int64_t m, int64_t n, int64_t kp, bool w4a16) {
+  ++cases;
+  const Quantized a = quantize_cpu(m, kp), b = quantize_cpu(n, kp);
+  std::vector<uint16_t> a16(m * kp);
+  for (auto& v : a16) v = to_bits(static_cast<float>(randn()), DType::kBFloat16);
+  nemocore::Nvfp4MmParams p;
+  p.m = m, p.n = n, p.kp = kp;
+  if (w4a16) {
+    p.a_bf16 = a16.data();
+  } else {
+    p.a_qdata = a.q.data(), p.a_scales = a.s.data(), p.a_tensor_scale = &a.ts;
+  }
+  p.b_qdata = b.q.data(), p.b_scales = b.s.data(), p.b_tensor_scale = &b.ts;
+  std::vector<float> out(m * n + 4, 555.f);
+  p.out = out.data(), p.out_dtype = DType::kFloat32;
+  nemocore::cuda::nvfp4_mm(p);
+  const double alpha = (w4a16 ? 1.0 : double(a.ts)) * double(b.ts);
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      double want = 0, mag = 0;
+      for (int64_t k = 0; k < kp; ++k) {
+        const double av = w4a16 ? double(__bfloat162float(__ushort_as_bfloat16(a16[i * kp + k])))
+                                : element(a, kp, i, k);
+        want += av * element(b, kp, j, k), mag += std::fabs(av * element(b, kp, j, k));
+      }
+      const double got = out[i * n + j];
+      if (std::fabs(got - want * alpha) > 1e-5 * mag * alpha + 1e-30) {
+        return fail("nvfp4_mm " + std::to_string(m) + "x" + std::to_string(n) + "x" +
+                    std::to_string(kp) + (w4a16 ? " w4a16" : " w4a4") + " at (" +
+                    std::to_string(i) + ", " + std::to_string(j) + "): got " +
+                    std::to_string(got) + " want " + std::to_string(want * alpha));
+      }
+    }
+  }
+  for (int e = 0; e < 4; ++e)
+    if (out[m * n + e] != 555.f) return fail("nvfp4_mm wrote past the output");
+}
+
+int main(int argc, char** argv) {
+  const bool quick = argc > 1;
+  const int64_t shapes[][2] = {{1, 1}, {3, 17}, {16, 64}, {33, 100}, {40, 300}};
+  for (auto [rows, cols] : shapes)
+    for (DType t : {DType::kFloat32, DType::kBFloat16, DType::kFloat16})
+      for (Nvfp4Compat c : {Nvfp4Compat::kTransformerEngine, Nvfp4Compat::kTorchao})
+        for (bool b2 : {false, true})
+          for (bool sr : {false, true})
+            if (!quick || t != DType::kFloat16 || !sr) quantize_case(rows, cols, t, c, b2, sr);
+  const int64_t mms[][3] = {{1, 1, 16}, {5, 70, 48}, {64, 64, 64}, {130, 9, 32}};
+  for (auto [m, n, kp] : mms)
+    for (bool w4a16 : {false, true}) mm_case(m, n, kp, w4a16);
+  printf("%s (%d failures, %d cases, %ld launches)\n", failures ? "FAILED" : "OK", failures, cases,
+         emu_launches);
+  return failures ? 1 : 0;
+}
