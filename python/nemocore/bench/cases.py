@@ -551,3 +551,75 @@ CPU_CASES += [model_generate(1, 64, 16), model_generate(8, 64, 16)]
 
 
 CASES = CPU_CASES + GPU_CASES
+
+# ---- NVFP4 (kernels.md 4.10, 8): quantize against the copy ceiling, GEMMs against bf16 / fp8 ----
+
+
+def nvfp4_quantize_case(rows, cols, device="cpu", block_2d=False):
+    """Quantize (abs-max pass included) vs copying the same bf16 tensor: the memory ceiling."""
+
+    def setup():
+        from nemocore import quant
+
+        x = torch.randn(rows, cols, dtype=torch.bfloat16, device=device)
+        return (lambda: quant.nvfp4_quantize(x, block_2d=block_2d), lambda: x.clone())
+
+    n = rows * cols
+    return BenchCase(
+        "nvfp4_quantize" + ("_2d" if block_2d else ""),
+        f"{rows}x{cols} bf16",
+        device,
+        "copy (clone)",
+        setup,
+        bytes_moved=2 * n + n // 2 + n // 16,
+    )
+
+
+def nvfp4_mm_case(m, n, k, device="cuda", mode="w4a4", peer="bf16"):
+    """nvfp4_mm (W4A4 emulation or weight-only W4A16) vs a bf16 matmul or an FP8 _scaled_mm
+    of the same shape."""
+
+    def setup():
+        from nemocore import quant
+
+        g = torch.Generator(device).manual_seed(0)
+        a = torch.randn(m, k, generator=g, device=device, dtype=torch.bfloat16)
+        b = torch.randn(n, k, generator=g, device=device, dtype=torch.bfloat16)
+        qb = quant.nvfp4_quantize(b, block_2d=True)
+        qa = quant.nvfp4_quantize(a) if mode == "w4a4" else a
+        if peer == "fp8":
+            fa, fb = quant.fp8_quantize(a), quant.fp8_quantize(b)
+            theirs = lambda: quant.fp8_mm(fa, fb, torch.bfloat16)  # noqa: E731
+        else:
+            theirs = lambda: a @ b.T  # noqa: E731
+        return (lambda: quant.nvfp4_mm(qa, qb, torch.bfloat16), theirs)
+
+    return BenchCase(
+        f"nvfp4_mm_{mode}",
+        f"M{m} N{n} K{k}",
+        device,
+        "torch bf16 matmul" if peer == "bf16" else "fp8 _scaled_mm",
+        setup,
+        flops=2 * m * n * k,
+    )
+
+
+def _cuda_quant_built() -> bool:
+    try:
+        return bool(_native.kernels().build_info().get("cuda_quant", False))
+    except ImportError:
+        return False
+
+
+CPU_CASES += [nvfp4_quantize_case(4096, 4096), nvfp4_quantize_case(4096, 4096, block_2d=True)]
+if _cuda_quant_built():
+    GPU_CASES += [
+        nvfp4_quantize_case(8192, 8192, "cuda"),
+        nvfp4_quantize_case(8192, 8192, "cuda", block_2d=True),
+        *(
+            nvfp4_mm_case(m, 8192, 8192, "cuda", mode, peer)
+            for m in (16, 4096)
+            for mode in ("w4a4", "w4a16")
+            for peer in ("bf16", "fp8")
+        ),
+    ]
