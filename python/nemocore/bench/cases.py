@@ -623,3 +623,42 @@ if _cuda_quant_built():
             for peer in ("bf16", "fp8")
         ),
     ]
+
+
+# ---- grammar token bitmask (decoding.md 4.8): ours against xgrammar's own kernel ----
+
+
+def token_bitmask_case(batch, vocab, device="cpu"):
+    """apply_token_bitmask_inplace on fp32 logits with a random mask (a quarter of the words
+    all-allowed), against xgrammar's function (nemocore.ref where xgrammar is missing)."""
+    import importlib.util
+
+    has_xgrammar = importlib.util.find_spec("xgrammar") is not None
+
+    def setup():
+        g = torch.Generator().manual_seed(0)
+        logits = torch.randn(batch, vocab, generator=g).to(device)
+        words = (vocab + 31) // 32
+        raw = torch.randint(-(2**31), 2**31, (batch, words), generator=g, dtype=torch.int64)
+        raw[:, ::4] = -1
+        mask = raw.to(torch.int32).to(device)
+        ours_logits, peer_logits = logits.clone(), logits.clone()
+        if has_xgrammar:
+            import xgrammar
+
+            peer_fn = xgrammar.apply_token_bitmask_inplace
+        else:
+            peer_fn = ref.apply_token_bitmask_inplace
+        return (
+            lambda: ops.apply_token_bitmask_inplace(ours_logits, mask),
+            lambda: peer_fn(peer_logits, mask),
+        )
+
+    return BenchCase(
+        "apply_token_bitmask", f"b{batch} V{vocab} fp32", device,
+        "xgrammar apply_token_bitmask_inplace" if has_xgrammar else "nemocore.ref (torch)",
+        setup, bytes_moved=2 * 4 * batch * vocab,
+    )  # fmt: skip
+
+
+CASES += [token_bitmask_case(1, 128000), token_bitmask_case(16, 128000)]
