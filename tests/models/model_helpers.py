@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from nemocore.models import NemotronHConfig, NemotronHForCausalLM
@@ -20,3 +21,13 @@ def tiny_model(seed: int = 0, **overrides) -> NemotronHForCausalLM:
 def random_ids(batch: int, seqlen: int, vocab: int = 256, seed: int = 1) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randint(3, vocab, (batch, seqlen), generator=g)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models do too little work per op for two threads to pay: one thread keeps these
+    tests fast even on a loaded machine (the ops' own tests cover the threaded kernels)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

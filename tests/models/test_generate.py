@@ -10,7 +10,7 @@ import math
 
 import pytest
 import torch
-from model_helpers import random_ids, tiny_model
+from model_helpers import one_thread, random_ids, tiny_model  # noqa: F401 (autouse fixture)
 
 from nemocore.models import NemotronHConfig, NemotronHForCausalLM, generate
 

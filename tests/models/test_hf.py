@@ -9,7 +9,7 @@ import logging
 
 import pytest
 import torch
-from model_helpers import random_ids, tiny_model
+from model_helpers import one_thread, random_ids, tiny_model  # noqa: F401 (autouse fixture)
 from safetensors.torch import load_file, save_file
 
 from nemocore.models import CheckpointError, NemotronHForCausalLM, load_pretrained

@@ -8,7 +8,7 @@ import copy
 
 import torch
 import torch.nn.functional as F
-from model_helpers import random_ids, tiny_model
+from model_helpers import one_thread, random_ids, tiny_model  # noqa: F401 (autouse fixture)
 
 from nemocore.layers import update_router_biases
 from nemocore.models.reference import use_reference_ops
