@@ -112,6 +112,10 @@ def test_sampling_is_seeded_and_eos_ends_rows():
         model.generate(ids, 4, top_p=0.0)
     with pytest.raises(ValueError, match="token ids"):
         model.generate(ids + 1000, 4)
+    right = torch.ones_like(ids)
+    right[0, -2:] = 0
+    with pytest.raises(ValueError, match="left-padded"):
+        model(ids, attention_mask=right, cache=model.make_cache(4, 5, 1))
     with pytest.raises(ValueError, match="at least one real token"):
         model.generate(ids, 4, attention_mask=torch.zeros_like(ids))
 

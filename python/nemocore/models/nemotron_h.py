@@ -147,6 +147,11 @@ class NemotronHForCausalLM(nn.Module):
         self._check_ids(input_ids, attention_mask)
         mask = None if attention_mask is None or bool(attention_mask.all()) else attention_mask
         if cache is not None:
+            if mask is not None and bool((mask[:, 1:] < mask[:, :-1]).any()):
+                raise ValueError(
+                    "attention_mask: prefilling a cache needs left-padded prompts (pads first); "
+                    "use nemocore.models.generate.left_align or generate(), which accepts both"
+                )
             cache.start_prompts(input_ids.shape[0])
         h = self.backbone.embeddings(input_ids)
         for block in self.backbone.layers:
