@@ -12,7 +12,7 @@ import json
 import random
 
 import pytest
-from tests.grammar.conftest import lark_accepts
+from lark_oracle import lark_accepts
 
 from nemocore.grammar import GrammarError, builtin_lark, json_schema_to_lark
 
