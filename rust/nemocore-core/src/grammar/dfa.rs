@@ -31,7 +31,17 @@ impl Dfa {
     /// Compiles `pattern` (regex-automata syntax, matched against UTF-8
     /// bytes). Errors are plain messages; the caller adds the position.
     pub fn new(pattern: &str) -> Result<Dfa, String> {
+        Self::build(pattern, false)
+    }
+
+    /// Compiles `pattern` to match reversed strings (for right quotients).
+    pub fn new_reversed(pattern: &str) -> Result<Dfa, String> {
+        Self::build(pattern, true)
+    }
+
+    fn build(pattern: &str, reverse: bool) -> Result<Dfa, String> {
         let dense = dense::Builder::new()
+            .thompson(regex_automata::nfa::thompson::Config::new().reverse(reverse))
             .configure(
                 dense::DFA::config()
                     .start_kind(StartKind::Anchored)
@@ -124,6 +134,29 @@ impl Dfa {
     #[inline]
     pub fn is_accepting(&self, state: u32) -> bool {
         self.accepting[state as usize]
+    }
+
+    /// The automaton of `{v : v + suffix matches}`: the same transitions,
+    /// accepting where `suffix` leads to a match (a right quotient).
+    pub fn with_suffix(&self, suffix: &[u8]) -> Dfa {
+        let accepting = (0..self.accepting.len())
+            .map(|s| {
+                let mut q = u32::try_from(s).unwrap_or(DEAD);
+                for &b in suffix {
+                    if q == DEAD {
+                        break;
+                    }
+                    q = self.next(q, b);
+                }
+                q != DEAD && self.is_accepting(q)
+            })
+            .collect();
+        let mut dfa = Dfa {
+            trans: self.trans.clone(),
+            accepting,
+        };
+        dfa.prune_dead_ends();
+        dfa
     }
 
     /// Whether the language is empty (no string matches).

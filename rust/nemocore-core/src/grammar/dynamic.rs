@@ -93,7 +93,8 @@ impl DynState {
             }
             if dfa.is_accepting(state) {
                 if g.is_ignored(th.term) {
-                    self.chart.copy_waiting(&g.tables, th.col);
+                    self.chart
+                        .copy_waiting(&g.tables, th.col, g.trailing_ignore);
                 } else {
                     self.chart.scan(&g.tables, th.col, th.term);
                 }
@@ -106,6 +107,11 @@ impl DynState {
         // Threads of the new position start where this byte's survivors begin.
         self.pos_threads.push(to);
         self.is_viable()
+    }
+
+    /// The chart (one column per byte position).
+    pub fn chart(&self) -> &Chart {
+        &self.chart
     }
 
     /// Whether some continuation can still complete a sentence.

@@ -37,6 +37,9 @@ pub struct Tables {
     pub start_nt: u32,
     /// The dotted item `S' -> S .`.
     pub accept_item: u32,
+    /// Per dotted item: its production (0 is `S' -> S`, then the IR's
+    /// productions in order) and the dot position.
+    pub item_prod: Vec<(u32, u32)>,
 }
 
 impl Tables {
@@ -49,8 +52,11 @@ impl Tables {
         let mut next = Vec::new();
         let mut lhs = Vec::new();
         let mut first_items: Vec<Vec<u32>> = vec![Vec::new(); n_nts];
-        for (l, rhs) in &prods {
+        let mut item_prod = Vec::new();
+        for (pi, (l, rhs)) in prods.iter().enumerate() {
             first_items[*l as usize].push(u32::try_from(next.len()).unwrap_or(u32::MAX));
+            let pi = u32::try_from(pi).unwrap_or(u32::MAX);
+            item_prod.extend((0..=rhs.len()).map(|d| (pi, u32::try_from(d).unwrap_or(u32::MAX))));
             for s in rhs {
                 next.push(match *s {
                     Sym::T(t) => t,
@@ -94,6 +100,7 @@ impl Tables {
             own_terms,
             closure,
             start_nt,
+            item_prod,
         }
     }
 }
@@ -239,7 +246,7 @@ impl Chart {
     /// Copies into the open column the items of column `from` that wait for
     /// a terminal (an ignored lexeme between `from` and here), and its
     /// acceptance.
-    pub fn copy_waiting(&mut self, t: &Tables, from: u32) {
+    pub fn copy_waiting(&mut self, t: &Tables, from: u32, keep_accept: bool) {
         let c = self.cols[from as usize];
         for j in c.items..c.items_end {
             let (d, o) = self.items[j as usize];
@@ -248,6 +255,7 @@ impl Chart {
             }
         }
         if c.accept
+            && keep_accept
             && let Some(last) = self.cols.last_mut()
         {
             last.accept = true;
@@ -374,6 +382,12 @@ impl Chart {
     pub fn col_is_empty(&self, col: usize) -> bool {
         let c = self.cols[col];
         c.items == c.items_end
+    }
+
+    /// The items `(dotted item, origin)` of column `col`.
+    pub fn items(&self, col: usize) -> &[(u32, u32)] {
+        let c = self.cols[col];
+        &self.items[c.items as usize..c.items_end as usize]
     }
 
     /// Whether the input up to column `col` is a whole sentence.

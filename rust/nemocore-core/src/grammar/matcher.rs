@@ -2,9 +2,12 @@
 //!
 //! Each accepted LLM token is a checkpoint (the byte length after it);
 //! rolling back truncates the append-only parse state, which is O(1) per
-//! checkpoint. With a right context (fill-in-the-middle), termination is
-//! decided exactly by feeding the suffix to the real state and truncating
-//! it again (decoding.md 4.5).
+//! checkpoint. With a right context `r` (fill-in-the-middle), the matcher
+//! runs on the right-quotient grammar `L / r` (see `quotient.rs`), so masks
+//! reject middles that no text can join to `r` and termination is exact.
+//! In Python mode (no quotient) termination is decided exactly by feeding
+//! `r` to the real state and truncating it again (decoding.md 4.5), and
+//! masks use the left context only.
 
 use std::sync::Arc;
 
@@ -17,6 +20,8 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone)]
 pub struct Matcher {
     grammar: Arc<Grammar>,
+    /// The grammar the state runs on: the user's, or its right quotient.
+    active: Arc<Compiled>,
     state: State,
     prefix_len: usize,
     checkpoints: Vec<usize>,
@@ -30,9 +35,16 @@ impl Matcher {
     /// is not a viable prefix); with `suffix`, the generated middle must
     /// make `prefix + middle + suffix` a sentence (fill-in-the-middle).
     pub fn new(g: Arc<Grammar>, prefix: &[u8], suffix: Option<&[u8]>) -> Result<Matcher> {
-        let mut state = State::new(&g.compiled);
+        let quotient = match suffix {
+            Some(r) => g.right_quotient(r)?,
+            None => None,
+        };
+        // Without a quotient grammar the suffix is fed at termination checks.
+        let suffix = suffix.filter(|_| quotient.is_none()).map(<[u8]>::to_vec);
+        let active = quotient.unwrap_or_else(|| Arc::clone(&g.compiled));
+        let mut state = State::new(&active);
         for (i, &b) in prefix.iter().enumerate() {
-            if !state.push(&g.compiled, b) {
+            if !state.push(&active, b) {
                 return Err(Error::invalid_argument(format!(
                     "the left context is not a viable prefix of the grammar: it fails at byte {i} ({:?})",
                     String::from_utf8_lossy(&prefix[i.saturating_sub(20)..=i])
@@ -41,24 +53,30 @@ impl Matcher {
         }
         Ok(Matcher {
             grammar: g,
+            active,
             state,
             prefix_len: prefix.len(),
             checkpoints: Vec::new(),
-            suffix: suffix.map(<[u8]>::to_vec),
+            suffix,
             scratch: Scratch::default(),
             words: Vec::new(),
         })
     }
 
+    /// The grammar this matcher was made for.
+    pub fn grammar(&self) -> &Arc<Grammar> {
+        &self.grammar
+    }
+
     fn compiled(&self) -> &Compiled {
-        &self.grammar.compiled
+        &self.active
     }
 
     /// Consumes `bytes` as one checkpoint (one LLM token). Returns false
     /// and leaves the state unchanged if they would make the input non-viable.
     pub fn accept_bytes(&mut self, bytes: &[u8]) -> bool {
         let before = self.state.len();
-        let g = &self.grammar.compiled;
+        let g = &*self.active;
         if self.state.push_all(g, bytes) {
             self.checkpoints.push(self.state.len());
             true
@@ -114,7 +132,7 @@ impl Matcher {
     /// [`can_terminate`](Self::can_terminate). Words past the vocabulary
     /// and extra words are cleared.
     pub fn fill_mask(&mut self, table: &TokenTable, mask: &mut [u32]) {
-        let g = &self.grammar.compiled;
+        let g = &*self.active;
         self.words.resize(table.mask_words(), 0);
         mask::fill(
             g,

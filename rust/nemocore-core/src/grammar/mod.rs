@@ -28,8 +28,11 @@ mod lark;
 mod mask;
 mod matcher;
 mod python;
+mod quotient;
 mod state;
 mod trie;
+
+use std::sync::{Arc, OnceLock};
 
 use crate::error::Result;
 use dfa::Dfa;
@@ -66,9 +69,27 @@ pub(crate) struct Compiled {
     pub(crate) tables: Tables,
     ignored: Vec<bool>,
     pub(crate) python: Option<python::PyTerms>,
+    /// Whether ignored lexemes may end the input (false for right-quotient
+    /// grammars, which spell out where they may).
+    pub(crate) trailing_ignore: bool,
 }
 
 impl Compiled {
+    pub(crate) fn new(ir: Ir, python: Option<python::PyTerms>) -> Compiled {
+        let tables = Tables::new(&ir);
+        let mut ignored = vec![false; ir.terms.len()];
+        for &t in &ir.ignore {
+            ignored[t as usize] = true;
+        }
+        Compiled {
+            ir,
+            tables,
+            ignored,
+            python,
+            trailing_ignore: true,
+        }
+    }
+
     pub(crate) fn dfa(&self, term: u32) -> Option<&Dfa> {
         self.ir.terms[term as usize].dfa.as_ref()
     }
@@ -80,7 +101,9 @@ impl Compiled {
 /// A compiled grammar: immutable, cheap to share (`Send + Sync`).
 #[derive(Debug)]
 pub struct Grammar {
-    pub(crate) compiled: Compiled,
+    pub(crate) compiled: Arc<Compiled>,
+    /// The reversed grammar, built on the first right quotient.
+    reversed: OnceLock<Option<Arc<Compiled>>>,
 }
 
 impl Grammar {
@@ -95,23 +118,14 @@ impl Grammar {
     /// of the problem in `src`.
     pub fn from_lark_with(src: &str, opts: &GrammarOptions) -> Result<Grammar> {
         let ir = lark::lower::lower(src, &opts.start, opts.python_indenter)?;
-        let tables = Tables::new(&ir);
-        let mut ignored = vec![false; ir.terms.len()];
-        for &t in &ir.ignore {
-            ignored[t as usize] = true;
-        }
         let python = if opts.python_indenter {
             Some(python::PyTerms::new(&ir)?)
         } else {
             None
         };
         Ok(Grammar {
-            compiled: Compiled {
-                ir,
-                tables,
-                ignored,
-                python,
-            },
+            compiled: Arc::new(Compiled::new(ir, python)),
+            reversed: OnceLock::new(),
         })
     }
 
@@ -125,6 +139,21 @@ impl Grammar {
     pub fn accepts_prefix(&self, input: &[u8]) -> bool {
         let mut s = state::State::new(&self.compiled);
         input.iter().all(|&b| s.push(&self.compiled, b))
+    }
+
+    /// The compiled grammar of `L / suffix` (dynamic lexing mode only;
+    /// `None` in Python mode). Errors if no sentence ends with `suffix`.
+    pub(crate) fn right_quotient(&self, suffix: &[u8]) -> Result<Option<Arc<Compiled>>> {
+        if self.compiled.python.is_some() {
+            return Ok(None);
+        }
+        let rev = self
+            .reversed
+            .get_or_init(|| quotient::reversed(&self.compiled).ok().map(Arc::new));
+        let Some(rev) = rev else {
+            return Ok(None);
+        };
+        quotient::right_quotient(&self.compiled, rev, suffix).map(|c| Some(Arc::new(c)))
     }
 
     /// Warnings found while compiling (unused or unproductive rules,
