@@ -10,7 +10,7 @@ import itertools
 import random
 
 import pytest
-from tests.grammar.conftest import lark_accepts
+from lark_oracle import lark_accepts
 
 from nemocore.grammar import Grammar, GrammarError
 

@@ -8,7 +8,7 @@ import json
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.grammar.conftest import lark_parser
+from lark_oracle import lark_parser
 
 from nemocore.grammar import GrammarError, gbnf_to_lark, json_schema_to_lark, regex_to_lark
 

@@ -11,7 +11,7 @@ import os
 import sysconfig
 
 import pytest
-from tests.grammar.conftest import lark, lark_accepts, lark_parser
+from lark_oracle import lark, lark_accepts, lark_parser
 
 from nemocore.grammar import builtin_lark
 

@@ -9,7 +9,7 @@ import random
 import re
 
 import pytest
-from tests.grammar.conftest import lark_accepts
+from lark_oracle import lark_accepts
 
 from nemocore.grammar import GrammarError
 from nemocore.grammar.text import gbnf_to_lark, regex_to_lark
