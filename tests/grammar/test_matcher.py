@@ -180,9 +180,10 @@ def test_prefix_and_suffix_fill_in_the_middle():
     assert stop in allowed_ids(matcher, info)
     assert matcher.accept_token(PIECES.index("a"))
     assert matcher.can_terminate()
-    assert matcher.accept_token(PIECES.index(")"))
-    assert not matcher.can_terminate()  # "(aa)" + ")!" is not a sentence
-    assert stop not in allowed_ids(matcher, info)
+    # "(aa)" + ")!" can never be a sentence: the right context rules ")" out of the middle.
+    assert PIECES.index(")") not in allowed_ids(matcher, info)
+    assert not matcher.accept_token(PIECES.index(")"))
+    assert stop in allowed_ids(matcher, info)
     with pytest.raises(ValueError, match="left context"):
         GrammarMatcher(compiled, prefix=")")
 
@@ -233,3 +234,21 @@ def test_bad_arguments_raise():
         GrammarMatcher(compiled).fill_next_token_bitmask(torch.zeros(1, 1, dtype=torch.int32))
     with pytest.raises(ValueError, match="syntax"):
         GrammarCompiler(info).compile_grammar("x", syntax="ebnf")
+
+
+def test_python_fill_in_the_middle():
+    pieces = ["x", " +", " 1", "(", ")", ":", "\n", "<eos>"]
+    info = TokenizerInfo([p.encode() for p in pieces], stop_token_ids=[7])
+    compiled = GrammarCompiler(info).compile_builtin("python")
+    prefix, suffix = "def f(x):\n    return ", "\n\nprint(f(2))\n"
+    matcher = GrammarMatcher(compiled, prefix=prefix, suffix=suffix)
+    assert matcher.can_terminate()  # an empty middle: a bare `return`
+    for t in [0, 1, 2]:  # "x + 1"
+        assert matcher.accept_token(t)
+    assert matcher.can_terminate()
+    assert 7 in allowed_ids(matcher, info)
+    assert matcher.accept_token(1)  # "x + 1 +": viable, but the middle cannot end here
+    assert not matcher.can_terminate()
+    assert 7 not in allowed_ids(matcher, info)
+    matcher.rollback(1)
+    assert matcher.can_terminate()
