@@ -162,3 +162,22 @@ fn fim_with_lexemes_across_the_junction() {
         "FIM with lexemes: {allowed_total} allowed, {gap} not completable within 3 more bytes"
     );
 }
+
+/// A long right context (a JSON document of ~4 kB) builds its quotient
+/// grammar in time and memory linear in its length.
+#[test]
+fn long_right_context_builds_quickly() {
+    let src = "start: value\n?value: \"[\" [value (\",\" value)*] \"]\" | NUMBER | ESCAPED_STRING\n%import common (NUMBER, ESCAPED_STRING, WS)\n%ignore WS\n";
+    let g = Arc::new(Grammar::from_lark(src).unwrap());
+    let item = "[1, \"two\", [3, [4.5, \"x\"]]], ";
+    let suffix = format!("{}[]]", item.repeat(150));
+    let t0 = std::time::Instant::now();
+    let mut m = Matcher::new(Arc::clone(&g), b"[", Some(suffix.as_bytes())).unwrap();
+    let built = t0.elapsed();
+    assert!(m.accept_bytes(b"[7, "));
+    assert!(!m.can_terminate());
+    assert!(m.accept_bytes(b"8],"));
+    assert!(m.can_terminate());
+    assert!(!m.accept_bytes(b"]"));
+    println!("quotient by {} bytes built in {built:?}", suffix.len());
+}

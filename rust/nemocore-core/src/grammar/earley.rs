@@ -3,8 +3,9 @@
 //!
 //! Items are `(dotted rule id, origin column)` pairs of `u32`. Nullable
 //! symbols follow Aycock and Horspool: predicting a nullable nonterminal
-//! also advances past it, and the prediction closure of each nonterminal
-//! (with those nullable skips) is precomputed, so predicting is a copy.
+//! also advances past it. Each nonterminal's items at its own origin (dot
+//! 0 and every position past nullable symbols) are precomputed, so a
+//! prediction copies them and walks on to the nonterminals they predict.
 
 use rustc_hash::FxHashSet;
 
@@ -31,8 +32,9 @@ pub struct Tables {
     pub own_items: Vec<Vec<u32>>,
     /// Per nonterminal: terminals right after the dot in `own_items`.
     pub own_terms: Vec<Vec<u32>>,
-    /// Per nonterminal: every nonterminal predicting it predicts (itself included).
-    pub closure: Vec<Vec<u32>>,
+    /// Per nonterminal: the nonterminals right after the dot in `own_items`
+    /// (predicting it predicts those, transitively).
+    pub own_nts: Vec<Vec<u32>>,
     /// The augmented start nonterminal `S'`.
     pub start_nt: u32,
     /// The dotted item `S' -> S .`.
@@ -87,8 +89,19 @@ impl Tables {
                 }
             }
         }
-        let closure = (0..n_nts)
-            .map(|n| prediction_closure(n, &own_items, &next, n_nts))
+        let own_nts = own_items
+            .iter()
+            .map(|items| {
+                let mut v: Vec<u32> = items
+                    .iter()
+                    .map(|&d| next[d as usize])
+                    .filter(|&x| x != NONE && x & NT != 0)
+                    .map(|x| x & !NT)
+                    .collect();
+                v.sort_unstable();
+                v.dedup();
+                v
+            })
             .collect();
         Tables {
             n_terms: ir.terms.len(),
@@ -98,7 +111,7 @@ impl Tables {
             nullable,
             own_items,
             own_terms,
-            closure,
+            own_nts,
             start_nt,
             item_prod,
         }
@@ -106,41 +119,8 @@ impl Tables {
 }
 
 fn nullable_set(prods: &[(u32, Vec<Sym>)], n_nts: usize) -> Vec<bool> {
-    let mut nullable = vec![false; n_nts];
-    let mut changed = true;
-    while changed {
-        changed = false;
-        for (l, rhs) in prods {
-            if !nullable[*l as usize]
-                && rhs
-                    .iter()
-                    .all(|s| matches!(*s, Sym::N(n) if nullable[n as usize]))
-            {
-                nullable[*l as usize] = true;
-                changed = true;
-            }
-        }
-    }
-    nullable
-}
-
-fn prediction_closure(n: usize, own_items: &[Vec<u32>], next: &[u32], n_nts: usize) -> Vec<u32> {
-    let mut seen = vec![false; n_nts];
-    seen[n] = true;
-    let mut out = vec![u32::try_from(n).unwrap_or(u32::MAX)];
-    let mut i = 0;
-    while i < out.len() {
-        let m = out[i] as usize;
-        i += 1;
-        for &d in &own_items[m] {
-            let x = next[d as usize];
-            if x != NONE && x & NT != 0 && !seen[(x & !NT) as usize] {
-                seen[(x & !NT) as usize] = true;
-                out.push(x & !NT);
-            }
-        }
-    }
-    out
+    let view: Vec<(u32, &[Sym])> = prods.iter().map(|(l, r)| (*l, r.as_slice())).collect();
+    super::ir::derivable(n_nts, &view, |_| false)
 }
 
 /// One Earley set's place in the chart arenas.
@@ -165,6 +145,8 @@ pub struct Chart {
     seen: FxHashSet<u64>,
     /// Whether `seen` mirrors the open column (it is large).
     hashed: bool,
+    /// Scratch stack of [`predict`](Self::predict).
+    stack: Vec<u32>,
 }
 
 /// Columns with fewer items are deduplicated by a linear search.
@@ -297,22 +279,30 @@ impl Chart {
         }
     }
 
+    /// Adds the prediction closure of `nt` (items with origin `here`),
+    /// each nonterminal once per column.
     fn predict(&mut self, t: &Tables, nt: u32, here: u32) {
         if self.stamp_nt[nt as usize] == self.generation {
             return;
         }
-        for &m in &t.closure[nt as usize] {
-            if self.stamp_nt[m as usize] == self.generation {
-                continue;
-            }
-            self.stamp_nt[m as usize] = self.generation;
+        self.stamp_nt[nt as usize] = self.generation;
+        let mut stack = std::mem::take(&mut self.stack);
+        stack.push(nt);
+        while let Some(m) = stack.pop() {
             for &d in &t.own_items[m as usize] {
                 self.push(t, d, here);
             }
             for &term in &t.own_terms[m as usize] {
                 self.expect(term);
             }
+            for &k in &t.own_nts[m as usize] {
+                if self.stamp_nt[k as usize] != self.generation {
+                    self.stamp_nt[k as usize] = self.generation;
+                    stack.push(k);
+                }
+            }
         }
+        self.stack = stack;
     }
 
     fn expect(&mut self, term: u32) {

@@ -45,6 +45,50 @@ pub struct Prod {
     pub rhs: Vec<Sym>,
 }
 
+/// Nonterminals with a production whose symbols are all terminals for
+/// which `term_ok` holds or such nonterminals (a least fixpoint, computed
+/// in time linear in the grammar size with per-production counters).
+pub fn derivable(
+    n_nts: usize,
+    prods: &[(u32, &[Sym])],
+    term_ok: impl Fn(u32) -> bool,
+) -> Vec<bool> {
+    let mut known = vec![false; n_nts];
+    let mut missing: Vec<usize> = Vec::with_capacity(prods.len());
+    let mut uses: Vec<Vec<u32>> = vec![Vec::new(); n_nts];
+    let mut queue: Vec<u32> = Vec::new();
+    for (pi, (lhs, rhs)) in prods.iter().enumerate() {
+        let dead = rhs.iter().any(|s| matches!(*s, Sym::T(t) if !term_ok(t)));
+        let mut count = 0;
+        for s in *rhs {
+            if let Sym::N(n) = *s {
+                count += 1;
+                uses[n as usize].push(u32::try_from(pi).unwrap_or(u32::MAX));
+            }
+        }
+        missing.push(if dead { usize::MAX } else { count });
+        if count == 0 && !dead && !known[*lhs as usize] {
+            known[*lhs as usize] = true;
+            queue.push(*lhs);
+        }
+    }
+    while let Some(n) = queue.pop() {
+        for &pi in &uses[n as usize] {
+            let m = &mut missing[pi as usize];
+            if *m == usize::MAX || *m == 0 {
+                continue;
+            }
+            *m -= 1;
+            let lhs = prods[pi as usize].0;
+            if *m == 0 && !known[lhs as usize] {
+                known[lhs as usize] = true;
+                queue.push(lhs);
+            }
+        }
+    }
+    known
+}
+
 /// A grammar in the engine's form.
 #[derive(Debug, Clone, Default)]
 pub struct Ir {
@@ -65,26 +109,13 @@ pub struct Ir {
 impl Ir {
     /// Nonterminals that derive at least one finite string.
     pub fn productive(&self) -> Vec<bool> {
-        let mut productive = vec![false; self.nonterms.len()];
         let term_ok: Vec<bool> = self.terms.iter().map(Term::producible).collect();
-        let mut changed = true;
-        while changed {
-            changed = false;
-            for p in &self.prods {
-                if productive[p.lhs as usize] {
-                    continue;
-                }
-                let ok = p.rhs.iter().all(|s| match *s {
-                    Sym::T(t) => term_ok[t as usize],
-                    Sym::N(n) => productive[n as usize],
-                });
-                if ok {
-                    productive[p.lhs as usize] = true;
-                    changed = true;
-                }
-            }
-        }
-        productive
+        let prods: Vec<(u32, &[Sym])> = self
+            .prods
+            .iter()
+            .map(|p| (p.lhs, p.rhs.as_slice()))
+            .collect();
+        derivable(self.nonterms.len(), &prods, |t| term_ok[t as usize])
     }
 
     /// Nonterminals reachable from the start.

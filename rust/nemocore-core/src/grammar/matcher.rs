@@ -107,6 +107,11 @@ impl Matcher {
 
     /// Whether the consumed input (plus the suffix, if any) is a sentence.
     pub fn can_terminate(&self) -> bool {
+        if let (State::Dyn(s), None) = (&self.state, &self.suffix) {
+            return s.accepts();
+        }
+        // Python mode (pending lexeme, indentation) and a suffix to feed
+        // need a scratch state; `fill_mask` does this without the copy.
         let mut copy = self.state.clone();
         Self::terminates(self.compiled(), &mut copy, self.suffix.as_deref())
     }

@@ -13,11 +13,23 @@
 //!   DEDENT from indentation, newlines ignored inside brackets), as with
 //!   `lark.Lark(..., parser="earley", lexer="basic", postlex=PythonIndenter())`.
 //! - Early rejection is exact for the dynamic mode: the state is empty iff
-//!   the input is not a viable prefix.
-//! - Fill-in-the-middle: [`Matcher::new`] with a suffix decides termination
-//!   exactly (the suffix is fed to a copy of the state); masks use the left
-//!   context only (sound, but not every allowed token keeps the suffix
-//!   reachable).
+//!   the input is not a viable prefix. In Python mode a pending lexeme is
+//!   viable if some live terminal is acceptable now (maximal munch may
+//!   later split it otherwise), which over-approximates only inside one
+//!   lexeme.
+//! - Fill-in-the-middle: [`Matcher::new`] with a suffix `r` runs on the
+//!   right-quotient grammar `L / r` (built from the chart of the reversed
+//!   grammar on `reverse(r)`, lexemes joining the middle and `r` included),
+//!   so in the dynamic mode masks allow exactly the middles some text can
+//!   join to `r`, and termination is exact. In Python mode termination is
+//!   exact (the suffix is fed to a scratch state) and masks use the left
+//!   context only.
+//! - Not supported: rule templates, `%override`/`%extend`, imports other
+//!   than `common`, look-around and back-references in regexes, terminal
+//!   priorities beyond longest-match ties; lark's greedy `dynamic` lexer
+//!   (it tries only the regex's own match at each position, so for
+//!   `start: A A` with `A: /a+/` lark rejects `"aa"`, which this engine and
+//!   lark's `dynamic_complete` accept).
 
 mod common;
 mod dfa;
