@@ -252,3 +252,20 @@ def test_python_fill_in_the_middle():
     assert 7 not in allowed_ids(matcher, info)
     matcher.rollback(1)
     assert matcher.can_terminate()
+
+
+def test_tokenizer_info_from_nemocore_tokenizer():
+    from nemocore import Tokenizer
+
+    tok = Tokenizer.train(['{"key": "välue", "n": [1, 2]}'] * 20, vocab_size=300,
+                          special_tokens=["<|endoftext|>"])  # fmt: skip
+    info = TokenizerInfo.from_tokenizer(tok, vocab_size=320)
+    eos = tok.token_to_id("<|endoftext|>")
+    assert info.stop_token_ids == [eos]
+    ids = tok.encode('{"n": [1, 2]}')
+    matcher = GrammarMatcher(GrammarCompiler(info).compile_builtin("json"))
+    for i in ids:
+        assert i in allowed_ids(matcher, info)
+        assert matcher.accept_token(i)
+    assert matcher.accept_token(eos)
+    assert matcher.is_terminated()
