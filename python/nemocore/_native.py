@@ -48,11 +48,18 @@ def has_cuda_kernels() -> bool:
     return bool(kernels().build_info()["cuda"])
 
 
-def launch_args(device: torch.device) -> tuple[int, int]:
+# Below this many scalar operations a CPU kernel runs on one thread: forking and joining the
+# OpenMP team costs more than it saves, and on a busy machine the join waits for whichever
+# thread the OS descheduled (a one-token decode step then took milliseconds, not microseconds).
+SERIAL_WORK = 1 << 16
+
+
+def launch_args(device: torch.device, work: int | None = None) -> tuple[int, int]:
     """``(num_threads, stream)`` for a kernel launch on ``device``.
 
-    CPU kernels use ``torch.get_num_threads()`` threads; CUDA kernels run on torch's current
-    stream of that device.
+    CPU kernels use ``torch.get_num_threads()`` threads, or one when ``work`` (an estimate of
+    the kernel's scalar operations) is below ``SERIAL_WORK``; CUDA kernels run on torch's
+    current stream of that device.
     """
     if device.type == "cuda":
         if not has_cuda_kernels():
@@ -61,4 +68,6 @@ def launch_args(device: torch.device) -> tuple[int, int]:
                 f"{device}. Rebuild with a CUDA compiler available (NEMOCORE_CUDA=1). {_REBUILD}"
             )
         return 1, torch.cuda.current_stream(device).cuda_stream
+    if work is not None and work < SERIAL_WORK:
+        return 1, 0
     return torch.get_num_threads(), 0

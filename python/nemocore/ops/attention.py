@@ -53,7 +53,8 @@ def _attention_decode(
 ) -> tuple[Tensor, Tensor]:
     out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     lse = torch.empty(q.shape[:3], dtype=_acc(q.dtype), device=q.device)
-    threads, stream = _native.launch_args(q.device)
+    keys = sum(t.numel() for t in (k_ctx, k_dec) if t is not None)
+    threads, stream = _native.launch_args(q.device, 2 * (q.numel() + keys))
 
     def alloc(n: int) -> Tensor:
         return torch.empty(n, dtype=_acc(q.dtype), device=q.device)

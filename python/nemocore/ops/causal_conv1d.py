@@ -44,7 +44,7 @@ def _causal_conv1d_fwd(
         if return_final_states
         else x.new_empty(0)
     )
-    threads, stream = _native.launch_args(x.device)
+    threads, stream = _native.launch_args(x.device, x.numel() * weight.shape[1])
     _native.kernels().causal_conv1d_fwd(
         x,
         weight,
@@ -81,7 +81,7 @@ def _causal_conv1d_bwd(
     dweight = torch.zeros_like(weight)
     dbias = torch.zeros_like(bias) if bias is not None else x.new_empty(0)
     dinit = torch.empty_like(initial_states) if initial_states is not None else x.new_empty(0)
-    threads, stream = _native.launch_args(x.device)
+    threads, stream = _native.launch_args(x.device, x.numel() * weight.shape[1])
     _native.kernels().causal_conv1d_bwd(
         x,
         weight,
@@ -151,7 +151,7 @@ def _causal_conv1d_update(
 ) -> Tensor:
     # Padded rows (conv_state_indices < 0) are skipped by the kernel: they read as zeros.
     out = torch.zeros_like(x) if conv_state_indices is not None else torch.empty_like(x)
-    threads, stream = _native.launch_args(x.device)
+    threads, stream = _native.launch_args(x.device, x.numel() * weight.shape[1])
     _native.kernels().causal_conv1d_update(
         x, conv_state, weight, bias, cache_seqlens, conv_state_indices, out, silu, threads, stream
     )

@@ -48,7 +48,7 @@ def _offsets(batch_sizes: Tensor, device: torch.device) -> Tensor:
 def _grouped_mm(a: Tensor, b: Tensor, batch_sizes: Tensor, trans_b: bool) -> Tensor:
     n = b.shape[1] if trans_b else b.shape[2]
     out = torch.empty((a.shape[0], n), dtype=a.dtype, device=a.device)
-    threads, stream = _native.launch_args(a.device)
+    threads, stream = _native.launch_args(a.device, a.numel() * n)
     offsets = _offsets(batch_sizes, a.device)
     _native.kernels().grouped_mm(a, b, offsets, out, trans_b, threads, stream)
     return out
@@ -64,7 +64,7 @@ def _grouped_mm_wgrad(x: Tensor, y: Tensor, batch_sizes: Tensor) -> Tensor:
     out = torch.empty(
         (batch_sizes.shape[0], x.shape[1], y.shape[1]), dtype=x.dtype, device=x.device
     )
-    threads, stream = _native.launch_args(x.device)
+    threads, stream = _native.launch_args(x.device, x.numel() * y.shape[1])
     offsets = _offsets(batch_sizes, x.device)
     _native.kernels().grouped_mm_wgrad(x, y, offsets, out, threads, stream)
     return out
@@ -105,7 +105,7 @@ def _grouped_mm_gathered(
 ) -> Tensor:
     n = b.shape[1] if trans_b else b.shape[2]
     out = torch.empty((a_rows.shape[0], n), dtype=a.dtype, device=a.device)
-    threads, stream = _native.launch_args(a.device)
+    threads, stream = _native.launch_args(a.device, a_rows.shape[0] * a.shape[1] * n)
     offsets = _offsets(batch_sizes, a.device)
     _native.kernels().grouped_mm(a, b, offsets, out, trans_b, threads, stream, a_rows)
     return out
@@ -217,7 +217,7 @@ def _batch_sizes(batch_sizes: Tensor, num_experts: int, rows: int) -> Tensor:
 @torch.library.custom_op("nemocore::moe_gather", mutates_args=())
 def _gather(src: Tensor, index: Tensor, scale: Tensor | None) -> Tensor:
     out = torch.empty((index.shape[0], src.shape[1]), dtype=src.dtype, device=src.device)
-    threads, stream = _native.launch_args(src.device)
+    threads, stream = _native.launch_args(src.device, out.numel())
     _native.kernels().moe_gather(src, index, scale, out, threads, stream)
     return out
 
@@ -230,7 +230,7 @@ def _(src, index, scale):
 @torch.library.custom_op("nemocore::moe_combine", mutates_args=())
 def _combine(src: Tensor, row_id_map: Tensor, weights: Tensor | None) -> Tensor:
     out = torch.empty((row_id_map.shape[0], src.shape[1]), dtype=src.dtype, device=src.device)
-    threads, stream = _native.launch_args(src.device)
+    threads, stream = _native.launch_args(src.device, row_id_map.numel() * src.shape[1])
     _native.kernels().moe_combine(src, row_id_map, weights, out, threads, stream)
     return out
 
@@ -243,7 +243,7 @@ def _(src, row_id_map, weights):
 @torch.library.custom_op("nemocore::moe_combine_wgrad", mutates_args=())
 def _combine_wgrad(dy: Tensor, src: Tensor, row_id_map: Tensor) -> Tensor:
     dw = torch.empty(row_id_map.shape, dtype=_acc(src.dtype), device=src.device)
-    threads, stream = _native.launch_args(src.device)
+    threads, stream = _native.launch_args(src.device, row_id_map.numel() * src.shape[1])
     _native.kernels().moe_combine_wgrad(dy, src, row_id_map, dw, threads, stream)
     return dw
 
@@ -276,7 +276,7 @@ def _moe_sort(topk_ids: Tensor, num_experts: int) -> tuple[Tensor, Tensor, Tenso
         counts = torch.empty(num_experts, dtype=torch.int64)
         row_id_map = torch.empty((T, k), dtype=torch.int64)
         source = torch.empty(T * k, dtype=torch.int64)
-        threads, _ = _native.launch_args(topk_ids.device)
+        threads, _ = _native.launch_args(topk_ids.device, topk_ids.numel() * 16)
         _native.kernels().moe_sort(topk_ids.contiguous(), counts, row_id_map, source, threads)
     return row_id_map.reshape(T, k), torch.div(source, k, rounding_mode="floor"), counts
 

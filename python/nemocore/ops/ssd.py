@@ -69,7 +69,7 @@ def _init_mode(initial_states, batch, cu_seqlens):
 
 
 def _config(x, chunk_size, num_chunks, dt_softplus, dt_min, dt_max, has_limit):
-    threads, stream = _native.launch_args(x.device)
+    threads, stream = _native.launch_args(x.device, x.numel() * chunk_size)
     return _native.kernels().SsdScanConfig(
         chunk_size, num_chunks, dt_softplus, has_limit, dt_min, dt_max, threads, stream
     )
@@ -254,7 +254,7 @@ def _ssd_state_update(
     has_limit: bool,
 ) -> Tensor:
     out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    threads, stream = _native.launch_args(x.device)
+    threads, stream = _native.launch_args(x.device, 4 * x.numel() * state.shape[-1])
     _native.kernels().ssd_state_update(
         state,
         x,
