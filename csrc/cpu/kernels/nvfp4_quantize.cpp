@@ -126,8 +126,18 @@ inline __m256i codes8(__m256 x, __m256 enc, const float* rand, Nvfp4Compat compa
     code = _mm256_sub_epi32(code, _mm256_castps_si256(m));
   };
   if (rand == nullptr) {
-    count(0.25f, 0), count(0.75f, 1), count(1.25f, 0), count(1.75f, 1);
-    count(2.5f, 0), count(3.5f, 1), count(5.f, 0);
+    // RNE by float bit tricks instead of 7 threshold compares (same results, fewer ops):
+    // |v| >= 1 is a normal E2M1 value, so round the fp32 mantissa to 1 bit (carry trick) and
+    // rebias the exponent (127 -> 1); below 1 the grid is 0, 0.5, 1: nearest-even integer of
+    // 2|v| (cvtps rounds with MXCSR's default, nearest even).
+    const __m256i u = _mm256_castps_si256(av);
+    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 22), _mm256_set1_epi32(1));
+    const __m256i rounded = _mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x1fffff)));
+    const __m256i normal = _mm256_sub_epi32(_mm256_srli_epi32(rounded, 22), _mm256_set1_epi32(252));
+    const __m256i small = _mm256_cvtps_epi32(_mm256_add_ps(av, av));
+    const __m256 is_small = _mm256_cmp_ps(av, _mm256_set1_ps(1.f), _CMP_LT_OQ);
+    code = _mm256_castps_si256(
+        _mm256_blendv_ps(_mm256_castsi256_ps(normal), _mm256_castsi256_ps(small), is_small));
   } else {
     for (int i = 1; i < 8; ++i) count(nvfp4::kE2m1Values[i], 1);
     const __m256 grid = _mm256_loadu_ps(nvfp4::kE2m1Values);
