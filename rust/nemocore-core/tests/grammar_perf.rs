@@ -158,4 +158,23 @@ fn mask_latency_128k() {
         &table,
         &vocab,
     );
+    let (builtin, _) = nemocore_core::grammar_text::builtin("python").unwrap();
+    let t0 = Instant::now();
+    let full = Grammar::from_lark_with(builtin, &opts).unwrap();
+    println!(
+        "built-in Python grammar compiled in {:.1} ms",
+        t0.elapsed().as_secs_f64() * 1e3
+    );
+    let code = b"import os\n\n\nclass Box:\n    def __init__(self, items, limit=10):\n        self.items = [x for x in items if x is not None]\n        self.limit = limit\n\n    def total(self) -> int:\n        return sum(i * 2 for i in self.items[: self.limit])\n";
+    run("python (built-in grammar)", full, code, &table, &vocab);
+    let g = Arc::new(Grammar::from_lark(JSON).unwrap());
+    let suffix = format!("{}[]]", "[1, \"two\", [3, [4.5, \"x\"]]], ".repeat(600));
+    let t0 = Instant::now();
+    let m = Matcher::new(g, b"[", Some(suffix.as_bytes())).unwrap();
+    println!(
+        "right quotient by {} bytes built in {:.1} ms",
+        suffix.len(),
+        t0.elapsed().as_secs_f64() * 1e3
+    );
+    drop(m);
 }

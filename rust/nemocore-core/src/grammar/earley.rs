@@ -39,6 +39,9 @@ pub struct Tables {
     pub start_nt: u32,
     /// The dotted item `S' -> S .`.
     pub accept_item: u32,
+    /// Per nonterminal `X`: `(M, d)` for every item `d` of `own_items[M]`
+    /// waiting for `X` (completing `X` advances those predicted with `M`).
+    pub waiters: Vec<Vec<(u32, u32)>>,
     /// Per dotted item: its production (0 is `S' -> S`, then the IR's
     /// productions in order) and the dot position.
     pub item_prod: Vec<(u32, u32)>,
@@ -89,6 +92,15 @@ impl Tables {
                 }
             }
         }
+        let mut waiters: Vec<Vec<(u32, u32)>> = vec![Vec::new(); n_nts];
+        for (m, items) in own_items.iter().enumerate() {
+            for &d in items {
+                let x = next[d as usize];
+                if x != NONE && x & NT != 0 {
+                    waiters[(x & !NT) as usize].push((u32::try_from(m).unwrap_or(u32::MAX), d));
+                }
+            }
+        }
         let own_nts = own_items
             .iter()
             .map(|items| {
@@ -111,6 +123,7 @@ impl Tables {
             nullable,
             own_items,
             own_terms,
+            waiters,
             own_nts,
             start_nt,
             item_prod,
@@ -130,6 +143,12 @@ pub struct Col {
     items_end: u32,
     expects: u32,
     expects_end: u32,
+    /// Nonterminals predicted here (sorted), in `preds`.
+    preds: u32,
+    preds_end: u32,
+    /// Indices of the items begun before this column, in `late`.
+    late: u32,
+    late_end: u32,
     accept: bool,
 }
 
@@ -147,6 +166,12 @@ pub struct Chart {
     hashed: bool,
     /// Scratch stack of [`predict`](Self::predict).
     stack: Vec<u32>,
+    /// Keys of the open column's items begun before it.
+    fresh: Vec<u64>,
+    /// Arena of [`Col`]'s predicted nonterminals.
+    preds: Vec<u32>,
+    /// Arena of [`Col`]'s indices of items begun earlier.
+    late: Vec<u32>,
 }
 
 /// Columns with fewer items are deduplicated by a linear search.
@@ -174,13 +199,12 @@ impl Chart {
     /// Drops the columns from `n` on.
     pub fn truncate(&mut self, n: usize) {
         self.cols.truncate(n);
-        if let Some(c) = self.cols.last() {
-            self.items.truncate(c.items_end as usize);
-            self.expects.truncate(c.expects_end as usize);
-        } else {
-            self.items.clear();
-            self.expects.clear();
-        }
+        let c = self.cols.last().copied();
+        self.items.truncate(c.map_or(0, |c| c.items_end as usize));
+        self.expects
+            .truncate(c.map_or(0, |c| c.expects_end as usize));
+        self.preds.truncate(c.map_or(0, |c| c.preds_end as usize));
+        self.late.truncate(c.map_or(0, |c| c.late_end as usize));
     }
 
     /// Opens a new column; fill it with [`scan`](Self::scan),
@@ -188,17 +212,24 @@ impl Chart {
     /// then close it with [`finish`](Self::finish).
     pub fn begin(&mut self) {
         self.generation += 1;
+        self.fresh.clear();
         if self.hashed {
             self.seen.clear();
             self.hashed = false;
         }
         let items = u32::try_from(self.items.len()).unwrap_or(u32::MAX);
         let expects = u32::try_from(self.expects.len()).unwrap_or(u32::MAX);
+        let preds = u32::try_from(self.preds.len()).unwrap_or(u32::MAX);
+        let late = u32::try_from(self.late.len()).unwrap_or(u32::MAX);
         self.cols.push(Col {
             items,
             items_end: items,
             expects,
             expects_end: expects,
+            preds,
+            preds_end: preds,
+            late,
+            late_end: late,
             accept: false,
         });
     }
@@ -244,33 +275,32 @@ impl Chart {
         }
     }
 
-    /// Adds an item unless the open column has it. Small columns are
-    /// searched linearly; past [`LINEAR_DEDUP`] items a hash set takes over.
+    /// Adds an item begun before this column unless the column has it
+    /// (predicted items, begun here, never collide with these). The first
+    /// [`LINEAR_DEDUP`] are searched linearly, then a hash set takes over.
     fn add(&mut self, t: &Tables, d: u32, o: u32) {
-        let start = self.cols[self.cols.len() - 1].items as usize;
-        let n = self.items.len() - start;
-        if n < LINEAR_DEDUP {
-            if self.items[start..].contains(&(d, o)) {
+        let k = key(d, o);
+        if self.fresh.len() < LINEAR_DEDUP {
+            if self.fresh.contains(&k) {
                 return;
             }
         } else {
             if !self.hashed {
                 self.hashed = true;
-                let keys = self.items[start..].iter().map(|&(d, o)| key(d, o));
-                self.seen.extend(keys);
+                self.seen.extend(self.fresh.iter().copied());
             }
-            if !self.seen.insert(key(d, o)) {
+            if !self.seen.insert(k) {
                 return;
             }
         }
+        self.fresh.push(k);
+        self.late
+            .push(u32::try_from(self.items.len()).unwrap_or(u32::MAX));
         self.push(t, d, o);
     }
 
     fn push(&mut self, t: &Tables, d: u32, o: u32) {
         self.items.push((d, o));
-        if self.hashed {
-            self.seen.insert(key(d, o));
-        }
         if d == t.accept_item
             && o == 0
             && let Some(last) = self.cols.last_mut()
@@ -289,6 +319,7 @@ impl Chart {
         let mut stack = std::mem::take(&mut self.stack);
         stack.push(nt);
         while let Some(m) = stack.pop() {
+            self.preds.push(m);
             for &d in &t.own_items[m as usize] {
                 self.push(t, d, here);
             }
@@ -323,17 +354,21 @@ impl Chart {
         while i < self.items.len() {
             let (d, o) = self.items[i];
             i += 1;
+            if o == here {
+                // Predicted here: `predict` already expected its terminals
+                // and predicted its nonterminals; nullable skips and empty
+                // completions are in the precomputed items.
+                continue;
+            }
             let x = t.next[d as usize];
             if x == NONE {
-                if o != here {
-                    self.complete(t, t.lhs[d as usize], o);
-                }
+                self.complete(t, t.lhs[d as usize], o);
             } else if x & NT == 0 {
                 self.expect(x);
             } else {
                 let b = x & !NT;
                 self.predict(t, b, here);
-                if t.nullable[b as usize] && o != here {
+                if t.nullable[b as usize] {
                     self.add(t, d + 1, o);
                 }
             }
@@ -343,19 +378,33 @@ impl Chart {
         let c = &mut self.cols[here as usize];
         c.items_end = items_end;
         c.expects_end = expects_end;
-        let start = c.expects as usize;
+        c.preds_end = u32::try_from(self.preds.len()).unwrap_or(u32::MAX);
+        c.late_end = u32::try_from(self.late.len()).unwrap_or(u32::MAX);
+        let (start, preds) = (c.expects as usize, c.preds as usize);
         self.expects[start..].sort_unstable();
+        self.preds[preds..].sort_unstable();
     }
 
     #[allow(
         clippy::many_single_char_names,
         reason = "d, o are the textbook item parts"
     )]
+    /// Advances the items of column `origin` waiting for `a`: predicted
+    /// ones through the precomputed waiters of `a`, the others by a scan of
+    /// the column's (few) items begun earlier.
     fn complete(&mut self, t: &Tables, a: u32, origin: u32) {
         let c = self.cols[origin as usize];
+        for &(m, d) in &t.waiters[a as usize] {
+            if self.preds[c.preds as usize..c.preds_end as usize]
+                .binary_search(&m)
+                .is_ok()
+            {
+                self.add(t, d + 1, origin);
+            }
+        }
         let want = NT | a;
-        for j in c.items..c.items_end {
-            let (d, o) = self.items[j as usize];
+        for j in c.late..c.late_end {
+            let (d, o) = self.items[self.late[j as usize] as usize];
             if t.next[d as usize] == want {
                 self.add(t, d + 1, o);
             }
