@@ -237,3 +237,22 @@ fn big_vocabulary_masks_match_brute_force() {
         assert!(m.accept_bytes(piece.as_bytes()), "{piece:?}");
     }
 }
+
+#[test]
+fn fill_in_the_middle_in_python_mode() {
+    let g = Arc::new(small());
+    let mut m = Matcher::new(g, b"def f(x):\n    y = ", Some(b"\n    return y\n")).unwrap();
+    assert!(!m.can_terminate());
+    assert!(m.accept_bytes(b"x +"));
+    assert!(!m.can_terminate());
+    assert!(m.accept_bytes(b" 1"));
+    assert!(m.can_terminate());
+    // A blank line before the suffix is fine; an unclosed bracket is not.
+    assert!(m.accept_bytes(b"\n"));
+    assert!(m.can_terminate());
+    m.rollback(1).unwrap();
+    assert!(m.accept_bytes(b" * (2"));
+    assert!(!m.can_terminate());
+    assert!(m.accept_bytes(b")"));
+    assert!(m.can_terminate());
+}
