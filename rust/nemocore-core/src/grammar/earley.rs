@@ -42,6 +42,8 @@ pub struct Tables {
     /// Per nonterminal `X`: `(M, d)` for every item `d` of `own_items[M]`
     /// waiting for `X` (completing `X` advances those predicted with `M`).
     pub waiters: Vec<Vec<(u32, u32)>>,
+    /// Per terminal, the same for items waiting for it (scanning).
+    pub term_waiters: Vec<Vec<(u32, u32)>>,
     /// Per dotted item: its production (0 is `S' -> S`, then the IR's
     /// productions in order) and the dot position.
     pub item_prod: Vec<(u32, u32)>,
@@ -93,11 +95,18 @@ impl Tables {
             }
         }
         let mut waiters: Vec<Vec<(u32, u32)>> = vec![Vec::new(); n_nts];
+        let mut term_waiters: Vec<Vec<(u32, u32)>> = vec![Vec::new(); ir.terms.len()];
         for (m, items) in own_items.iter().enumerate() {
+            let m = u32::try_from(m).unwrap_or(u32::MAX);
             for &d in items {
                 let x = next[d as usize];
-                if x != NONE && x & NT != 0 {
-                    waiters[(x & !NT) as usize].push((u32::try_from(m).unwrap_or(u32::MAX), d));
+                if x == NONE {
+                    continue;
+                }
+                if x & NT != 0 {
+                    waiters[(x & !NT) as usize].push((m, d));
+                } else {
+                    term_waiters[x as usize].push((m, d));
                 }
             }
         }
@@ -124,6 +133,7 @@ impl Tables {
             own_items,
             own_terms,
             waiters,
+            term_waiters,
             own_nts,
             start_nt,
             item_prod,
@@ -146,9 +156,6 @@ pub struct Col {
     /// Nonterminals predicted here (sorted), in `preds`.
     preds: u32,
     preds_end: u32,
-    /// Indices of the items begun before this column, in `late`.
-    late: u32,
-    late_end: u32,
     accept: bool,
 }
 
@@ -170,8 +177,6 @@ pub struct Chart {
     fresh: Vec<u64>,
     /// Arena of [`Col`]'s predicted nonterminals.
     preds: Vec<u32>,
-    /// Arena of [`Col`]'s indices of items begun earlier.
-    late: Vec<u32>,
 }
 
 /// Columns with fewer items are deduplicated by a linear search.
@@ -204,7 +209,6 @@ impl Chart {
         self.expects
             .truncate(c.map_or(0, |c| c.expects_end as usize));
         self.preds.truncate(c.map_or(0, |c| c.preds_end as usize));
-        self.late.truncate(c.map_or(0, |c| c.late_end as usize));
     }
 
     /// Opens a new column; fill it with [`scan`](Self::scan),
@@ -220,7 +224,6 @@ impl Chart {
         let items = u32::try_from(self.items.len()).unwrap_or(u32::MAX);
         let expects = u32::try_from(self.expects.len()).unwrap_or(u32::MAX);
         let preds = u32::try_from(self.preds.len()).unwrap_or(u32::MAX);
-        let late = u32::try_from(self.late.len()).unwrap_or(u32::MAX);
         self.cols.push(Col {
             items,
             items_end: items,
@@ -228,8 +231,6 @@ impl Chart {
             expects_end: expects,
             preds,
             preds_end: preds,
-            late,
-            late_end: late,
             accept: false,
         });
     }
@@ -248,6 +249,11 @@ impl Chart {
     /// terminal `term`, advanced over it.
     pub fn scan(&mut self, t: &Tables, from: u32, term: u32) {
         let c = self.cols[from as usize];
+        for &(m, d) in &t.term_waiters[term as usize] {
+            if self.predicted(c, m) {
+                self.add(t, d + 1, from);
+            }
+        }
         for j in c.items..c.items_end {
             let (d, o) = self.items[j as usize];
             if t.next[d as usize] == term {
@@ -261,6 +267,14 @@ impl Chart {
     /// acceptance.
     pub fn copy_waiting(&mut self, t: &Tables, from: u32, keep_accept: bool) {
         let c = self.cols[from as usize];
+        for p in c.preds..c.preds_end {
+            let m = self.preds[p as usize];
+            for &d in &t.own_items[m as usize] {
+                if t.next[d as usize] & NT == 0 {
+                    self.add(t, d, from);
+                }
+            }
+        }
         for j in c.items..c.items_end {
             let (d, o) = self.items[j as usize];
             if t.next[d as usize] & NT == 0 {
@@ -294,8 +308,6 @@ impl Chart {
             }
         }
         self.fresh.push(k);
-        self.late
-            .push(u32::try_from(self.items.len()).unwrap_or(u32::MAX));
         self.push(t, d, o);
     }
 
@@ -319,9 +331,14 @@ impl Chart {
         let mut stack = std::mem::take(&mut self.stack);
         stack.push(nt);
         while let Some(m) = stack.pop() {
+            // The items of `m` begun here stay implicit (see `items`).
             self.preds.push(m);
-            for &d in &t.own_items[m as usize] {
-                self.push(t, d, here);
+            if m == t.start_nt
+                && here == 0
+                && t.nullable[m as usize]
+                && let Some(last) = self.cols.last_mut()
+            {
+                last.accept = true;
             }
             for &term in &t.own_terms[m as usize] {
                 self.expect(term);
@@ -354,12 +371,6 @@ impl Chart {
         while i < self.items.len() {
             let (d, o) = self.items[i];
             i += 1;
-            if o == here {
-                // Predicted here: `predict` already expected its terminals
-                // and predicted its nonterminals; nullable skips and empty
-                // completions are in the precomputed items.
-                continue;
-            }
             let x = t.next[d as usize];
             if x == NONE {
                 self.complete(t, t.lhs[d as usize], o);
@@ -379,7 +390,6 @@ impl Chart {
         c.items_end = items_end;
         c.expects_end = expects_end;
         c.preds_end = u32::try_from(self.preds.len()).unwrap_or(u32::MAX);
-        c.late_end = u32::try_from(self.late.len()).unwrap_or(u32::MAX);
         let (start, preds) = (c.expects as usize, c.preds as usize);
         self.expects[start..].sort_unstable();
         self.preds[preds..].sort_unstable();
@@ -395,16 +405,13 @@ impl Chart {
     fn complete(&mut self, t: &Tables, a: u32, origin: u32) {
         let c = self.cols[origin as usize];
         for &(m, d) in &t.waiters[a as usize] {
-            if self.preds[c.preds as usize..c.preds_end as usize]
-                .binary_search(&m)
-                .is_ok()
-            {
+            if self.predicted(c, m) {
                 self.add(t, d + 1, origin);
             }
         }
         let want = NT | a;
-        for j in c.late..c.late_end {
-            let (d, o) = self.items[self.late[j as usize] as usize];
+        for j in c.items..c.items_end {
+            let (d, o) = self.items[j as usize];
             if t.next[d as usize] == want {
                 self.add(t, d + 1, o);
             }
@@ -420,13 +427,25 @@ impl Chart {
     /// Whether column `col` has no item.
     pub fn col_is_empty(&self, col: usize) -> bool {
         let c = self.cols[col];
-        c.items == c.items_end
+        c.items == c.items_end && c.preds == c.preds_end
+    }
+
+    fn predicted(&self, c: Col, m: u32) -> bool {
+        self.preds[c.preds as usize..c.preds_end as usize]
+            .binary_search(&m)
+            .is_ok()
     }
 
     /// The items `(dotted item, origin)` of column `col`.
-    pub fn items(&self, col: usize) -> &[(u32, u32)] {
+    pub fn items(&self, t: &Tables, col: usize) -> Vec<(u32, u32)> {
         let c = self.cols[col];
-        &self.items[c.items as usize..c.items_end as usize]
+        let here = u32::try_from(col).unwrap_or(u32::MAX);
+        let mut out: Vec<(u32, u32)> = self.preds[c.preds as usize..c.preds_end as usize]
+            .iter()
+            .flat_map(|&m| t.own_items[m as usize].iter().map(move |&d| (d, here)))
+            .collect();
+        out.extend_from_slice(&self.items[c.items as usize..c.items_end as usize]);
+        out
     }
 
     /// Whether the input up to column `col` is a whole sentence.

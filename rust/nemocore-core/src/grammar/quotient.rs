@@ -190,7 +190,7 @@ impl Builder<'_> {
                 rhs: Vec::new(),
             });
         }
-        let items = chart.items(c as usize).to_vec();
+        let items = chart.items(&self.rev.tables, c as usize);
         let start_nt = self.rev.tables.start_nt;
         for (d, o) in items {
             let (prod, dot) = self.rev.tables.item_prod[d as usize];
@@ -217,7 +217,7 @@ impl Builder<'_> {
             return;
         }
         let chart = self.state.chart();
-        let items = chart.items(i as usize).to_vec();
+        let items = chart.items(&self.rev.tables, i as usize);
         let start_nt = self.rev.tables.start_nt;
         for (d, j) in items {
             if self.rev.tables.next[d as usize] != NT | a {
@@ -257,7 +257,7 @@ impl Builder<'_> {
                 });
                 continue;
             }
-            let items = self.state.chart().items(th.col as usize).to_vec();
+            let items = self.state.chart().items(&self.rev.tables, th.col as usize);
             for (d, o) in items {
                 if self.rev.tables.next[d as usize] != th.term {
                     continue;
