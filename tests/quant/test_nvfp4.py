@@ -187,6 +187,23 @@ def test_zero_block_in_a_nonzero_tensor():
         assert int(t.codes()[1, 16:32].count_nonzero()) == 0
 
 
+@pytest.mark.parametrize("compat", ["te", "torchao"])
+@pytest.mark.parametrize("block_2d", [False, True])
+def test_zero_and_underflowing_blocks_in_wide_rows(compat, block_2d):
+    # Rows of 8+ whole blocks take the kernels' 8-block path: zero blocks, blocks whose TE
+    # scale underflows to 0 (infinite multiplier), signed zeros, and an all-zero tensor.
+    x = sample((40, 272), torch.bfloat16)
+    x[:, 16:48] = 0
+    x[3, 64:80] = 2.0**-40
+    x[5, 96:112] = -(2.0**-40)
+    x[7, 128:144] = -0.0
+    for t in (x, torch.zeros(20, 256), torch.full((2, 256), -0.0)):
+        assert_same(
+            quant.nvfp4_quantize(t, compat=compat, block_2d=block_2d),
+            ref.nvfp4_quantize(t, compat=compat, block_2d=block_2d),
+        )
+
+
 def test_negative_zero():
     x = torch.tensor([[-0.0, 0.0, 1.0] + [0.0] * 13])
     assert quant.nvfp4_quantize(x, compat="te").codes()[0, :2].tolist() == [0, 0]

@@ -172,6 +172,17 @@ inline void pack16(__m256i a, __m256i b, uint8_t* q) {
   std::memcpy(q, &word, 8);
 }
 
+// Codes of a block whose TE multiplier is infinite (its E4M3 scale is 0): x * inf saturates to
+// +-6 (code 7 or 15) and 0 * inf is NaN (code 0), whatever the rounding mode; the reference's
+// result without the scalar NaN path. (torchao's multiplier is never infinite.)
+inline __m256i codes8_infinite_enc(__m256 x) {
+  const __m256 zero = _mm256_setzero_ps();
+  const __m256i nonzero = _mm256_castps_si256(_mm256_cmp_ps(x, zero, _CMP_NEQ_OQ));
+  const __m256i negative = _mm256_castps_si256(_mm256_cmp_ps(x, zero, _CMP_LT_OQ));
+  return _mm256_or_si256(_mm256_and_si256(nonzero, _mm256_set1_epi32(7)),
+                         _mm256_and_si256(negative, _mm256_set1_epi32(8)));
+}
+
 // Horizontal max of each of 8 registers, as the 8 lanes of one (an 8x8 transpose-reduce).
 inline __m256 hmax8(const __m256* m) {
   __m256 t[4];
@@ -259,7 +270,11 @@ void quantize_8_blocks(const T* x, const GlobalScales& g, const float* rand, Nvf
       load16(x + 16 * j, a, b);
       const __m256 e = _mm256_set1_ps(enc_lanes[j]);
       pack16(codes8(a, e, rj, compat), codes8(b, e, rj ? rj + 8 : nullptr, compat), q + 8 * j);
-    } else {  // a zero TE scale: NaN must flow as in the reference
+    } else if (compat == Nvfp4Compat::kTransformerEngine) {  // a zero scale
+      __m256 a, b;
+      load16(x + 16 * j, a, b);
+      pack16(codes8_infinite_enc(a), codes8_infinite_enc(b), q + 8 * j);
+    } else {
       float buf[16];
       load_block_scalar(x + 16 * j, 0, 16, buf);
       quantize_block_scalar(buf, enc_lanes[j], rj, compat, q + 8 * j);
@@ -294,6 +309,12 @@ void quantize_block(const T* row, int64_t kb, int64_t cols, float enc, const flo
     load16(row + kb * 16, a, b);
     const __m256 e = _mm256_set1_ps(enc);
     pack16(codes8(a, e, rand, compat), codes8(b, e, rand ? rand + 8 : nullptr, compat), q);
+    return;
+  }
+  if ((kb + 1) * 16 <= cols && compat == Nvfp4Compat::kTransformerEngine) {  // a zero scale
+    __m256 a, b;
+    load16(row + kb * 16, a, b);
+    pack16(codes8_infinite_enc(a), codes8_infinite_enc(b), q);
     return;
   }
 #endif
