@@ -14,7 +14,7 @@ import random
 import pytest
 from lark_oracle import lark_accepts
 
-from nemocore.grammar import GrammarError, builtin_lark, json_schema_to_lark
+from nemocore.grammar import Grammar, GrammarError, builtin_lark, json_schema_to_lark
 
 jsonschema = pytest.importorskip("jsonschema")
 
@@ -281,3 +281,16 @@ def test_builtin_json_on_random_documents_and_mutations():
                 del chars[i]
         mutated = "".join(chars)
         assert lark_accepts(text, mutated) == rfc8259_accepts(mutated), mutated
+
+
+def test_compact_schema_grammar_admits_no_whitespace():
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+    spaced, compact = (
+        Grammar.from_json_schema(schema),
+        Grammar.from_json_schema(schema, any_whitespace=False),
+    )
+    assert spaced.accepts('{ "a" : 1 }')
+    assert spaced.accepts('{"a":1}')
+    assert compact.accepts('{"a":1}')
+    assert not compact.accepts('{"a": 1}')
+    assert not compact.accepts_prefix("{ ")

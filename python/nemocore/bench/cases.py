@@ -549,9 +549,6 @@ def model_generate(b, prompt, new):
 
 CPU_CASES += [model_generate(1, 64, 16), model_generate(8, 64, 16)]
 
-
-CASES = CPU_CASES + GPU_CASES
-
 # ---- NVFP4 (kernels.md 4.10, 8): quantize against the copy ceiling, GEMMs against bf16 / fp8 ----
 
 
@@ -661,4 +658,7 @@ def token_bitmask_case(batch, vocab, device="cpu"):
     )  # fmt: skip
 
 
-CASES += [token_bitmask_case(1, 128000), token_bitmask_case(16, 128000)]
+CPU_CASES += [token_bitmask_case(1, 128000), token_bitmask_case(16, 128000)]
+
+# Every section above appends to CPU_CASES / GPU_CASES; CASES is built last so none is lost.
+CASES = CPU_CASES + GPU_CASES

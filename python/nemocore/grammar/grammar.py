@@ -45,9 +45,22 @@ class Grammar:
         return cls.from_lark(front.gbnf_to_lark(text))
 
     @classmethod
-    def from_json_schema(cls, schema: str | Mapping[str, Any] | bool) -> Grammar:
-        """The JSON documents ``schema`` (JSON text or a dict) accepts."""
-        return cls.from_lark(front.json_schema_to_lark(schema))
+    def from_json_schema(
+        cls, schema: str | Mapping[str, Any] | bool, *, any_whitespace: bool = True
+    ) -> Grammar:
+        """The JSON documents ``schema`` (JSON text or a dict) accepts.
+
+        ``any_whitespace=False`` admits no whitespace between JSON tokens (compact documents):
+        a small model can otherwise pad a document with blanks forever, as whitespace is always
+        allowed. (xgrammar's ``any_whitespace=False`` still allows one space after ``,``/``:``.)
+        """
+        text = front.json_schema_to_lark(schema)
+        if not any_whitespace:
+            ignore = "%ignore JSON_WS\n"
+            if ignore not in text:  # the front end's output changed: fail loudly, not silently
+                raise RuntimeError("from_json_schema: no JSON_WS ignore rule to remove")
+            text = text.replace(ignore, "")
+        return cls.from_lark(text)
 
     @classmethod
     def from_regex(cls, pattern: str) -> Grammar:

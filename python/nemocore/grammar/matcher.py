@@ -60,10 +60,17 @@ class GrammarCompiler:
             return self._compile("gbnf", text, lambda: Grammar.from_gbnf(text))
         raise ValueError(f"syntax: expected 'lark' or 'gbnf', got {syntax!r}")
 
-    def compile_json_schema(self, schema: str | Mapping[str, Any] | bool) -> CompiledGrammar:
-        """The documents a JSON Schema (JSON text or dict) accepts."""
+    def compile_json_schema(
+        self, schema: str | Mapping[str, Any] | bool, *, any_whitespace: bool = True
+    ) -> CompiledGrammar:
+        """The documents a JSON Schema (JSON text or dict) accepts; ``any_whitespace=False``:
+        compact documents only (see ``Grammar.from_json_schema``)."""
         key = schema if isinstance(schema, str) else repr(schema)
-        return self._compile("schema", key, lambda: Grammar.from_json_schema(schema))
+        return self._compile(
+            f"schema:{any_whitespace}",
+            key,
+            lambda: Grammar.from_json_schema(schema, any_whitespace=any_whitespace),
+        )
 
     def compile_regex(self, pattern: str) -> CompiledGrammar:
         """The strings a regular expression fully matches."""
