@@ -54,24 +54,70 @@ DType dtype_of(const py::handle& dtype, const char* name) {
   return parsed;
 }
 
+namespace {
+
+// The attribute names, interned once: a decode step crosses here a few hundred times, and
+// pybind11's generic attribute and sequence casts cost microseconds each.
+struct Names {
+  py::str data_ptr{"data_ptr"}, dtype{"dtype"}, shape{"shape"}, stride{"stride"},
+      is_cuda{"is_cuda"}, is_cpu{"is_cpu"}, get_device{"get_device"}, device{"device"};
+};
+const Names& names() {
+  static const Names* n = new Names();  // leaked on purpose: outlives interpreter teardown
+  return *n;
+}
+
+// obj.<attr>, or obj.<attr>() for a method; nullptr (with the Python error cleared) if absent.
+py::object get(const py::handle& obj, const py::str& attr, bool call) {
+  PyObject* a = PyObject_GetAttr(obj.ptr(), attr.ptr());
+  if (a == nullptr) {
+    PyErr_Clear();
+    return py::object();
+  }
+  py::object value = py::reinterpret_steal<py::object>(a);
+  if (!call) return value;
+  PyObject* r = PyObject_CallNoArgs(value.ptr());
+  if (r == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(r);
+}
+
+// A tuple of ints (torch.Size is a tuple subclass) as a vector.
+std::vector<int64_t> int_tuple(const py::object& t, const char* name, const char* what) {
+  if (!t || !PyTuple_Check(t.ptr()))
+    throw std::invalid_argument(std::string(name) + ": its " + what + " is not a tuple of ints");
+  const Py_ssize_t n = PyTuple_GET_SIZE(t.ptr());
+  std::vector<int64_t> out(static_cast<size_t>(n));
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    out[static_cast<size_t>(i)] = PyLong_AsLongLong(PyTuple_GET_ITEM(t.ptr(), i));
+  }
+  if (PyErr_Occurred()) throw py::error_already_set();
+  return out;
+}
+
+}  // namespace
+
 TensorView view_of(const py::handle& obj, const char* name) {
   if (obj.is_none())
     throw std::invalid_argument(std::string(name) + ": expected a tensor, got None");
-  if (!py::hasattr(obj, "data_ptr") || !py::hasattr(obj, "is_cuda")) {
+  const Names& n = names();
+  py::object data_ptr = get(obj, n.data_ptr, true), is_cuda = get(obj, n.is_cuda, false);
+  if (!data_ptr || !is_cuda) {
     throw std::invalid_argument(std::string(name) + ": expected a torch.Tensor, got " +
                                 std::string(py::str(py::type::of(obj))));
   }
   TensorView v;
-  v.data = reinterpret_cast<void*>(obj.attr("data_ptr")().cast<uintptr_t>());
-  v.dtype = dtype_of(obj.attr("dtype"), name);
-  v.shape = obj.attr("shape").cast<std::vector<int64_t>>();
-  v.strides = obj.attr("stride")().cast<std::vector<int64_t>>();
-  if (obj.attr("is_cuda").cast<bool>()) {
+  v.data =
+      reinterpret_cast<void*>(static_cast<uintptr_t>(PyLong_AsUnsignedLongLong(data_ptr.ptr())));
+  if (PyErr_Occurred()) throw py::error_already_set();
+  v.dtype = dtype_of(get(obj, n.dtype, false), name);
+  v.shape = int_tuple(get(obj, n.shape, false), name, "shape");
+  v.strides = int_tuple(get(obj, n.stride, true), name, "stride()");
+  if (PyObject_IsTrue(is_cuda.ptr()) == 1) {
     v.is_cuda = true;
-    v.device = obj.attr("get_device")().cast<int>();
-  } else if (!obj.attr("is_cpu").cast<bool>()) {
+    v.device = get(obj, n.get_device, true).cast<int>();
+  } else if (PyObject_IsTrue(get(obj, n.is_cpu, false).ptr()) != 1) {
     throw std::invalid_argument(std::string(name) + ": tensors on " +
-                                std::string(py::str(obj.attr("device"))) +
+                                std::string(py::str(get(obj, n.device, false))) +
                                 " are not supported (use cpu or cuda)");
   }
   return v;
