@@ -249,18 +249,9 @@ __global__ void __launch_bounds__(kThreads)
     grouped_mm_kernel(const GroupedMmParams p, int64_t n_tiles, int a_mode, int b_mode) {
   constexpr int BM = Tile<T>::BM, BN = Tile<T>::BN;
   const int64_t slot = blockIdx.x / n_tiles, n0 = (blockIdx.x % n_tiles) * BN;
-  const int64_t* off = p.offsets;
-  int64_t lo = 0, hi = p.num_experts - 1;  // the last expert whose first slot is <= slot
-  while (lo < hi) {
-    const int64_t mid = (lo + hi + 1) / 2;
-    if (off[mid] / BM + mid <= slot) {
-      lo = mid;
-    } else {
-      hi = mid - 1;
-    }
-  }
-  const int64_t row0 = off[lo] + (slot - off[lo] / BM - lo) * BM, row_end = off[lo + 1];
-  if (row0 >= row_end) return;  // a gap: the whole block leaves before any barrier
+  moe::RowTile tile;
+  if (!moe::row_tile_of_slot(slot, p.offsets, p.num_experts, BM, tile)) return;  // a gap
+  const int64_t lo = tile.expert, row0 = tile.row0, row_end = tile.row_end;
   const T* a = static_cast<const T*>(p.a);
   const T* b = static_cast<const T*>(p.b) + lo * p.b_expert_stride + n0 * p.b_n_stride;
   const Operand<T> oa{p.a_rows != nullptr ? a : a + row0 * p.a_row_stride,

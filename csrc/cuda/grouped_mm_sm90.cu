@@ -56,18 +56,9 @@ template <typename T>
 __global__ void __launch_bounds__(kThreads90)
     grouped_mm_sm90_kernel(const GroupedMmParams p, int64_t n_tiles) {
   const int64_t slot = blockIdx.x / n_tiles, n0 = (blockIdx.x % n_tiles) * kBN;
-  const int64_t* off = p.offsets;
-  int64_t lo = 0, hi = p.num_experts - 1;  // the last expert whose first slot is <= slot
-  while (lo < hi) {
-    const int64_t mid = (lo + hi + 1) / 2;
-    if (off[mid] / kBM + mid <= slot) {
-      lo = mid;
-    } else {
-      hi = mid - 1;
-    }
-  }
-  const int64_t row0 = off[lo] + (slot - off[lo] / kBM - lo) * kBM, row_end = off[lo + 1];
-  if (row0 >= row_end) return;  // a gap: the whole block leaves before any barrier
+  moe::RowTile tile;  // a gap slot leaves before any barrier
+  if (!moe::row_tile_of_slot(slot, p.offsets, p.num_experts, kBM, tile)) return;
+  const int64_t lo = tile.expert, row0 = tile.row0, row_end = tile.row_end;
 
   // The source row of each a chunk this thread copies (nullptr past the expert's rows).
   const T* a = static_cast<const T*>(p.a);

@@ -28,6 +28,29 @@ __host__ __device__ __forceinline__ int64_t ceil_div(int64_t a, int64_t b) {
   return (a + b - 1) / b;
 }
 
+// The row tile of an M-grouped GEMM block, scheduled without a host sync on the device offsets
+// (grouped_mm.cu's header): expert e's tiles of `bm` rows take the slots [off[e] / bm + e, ...)
+// of a 1-D list, and `slot` finds its expert by binary search (the last expert whose first slot
+// is <= slot). Sets expert, row0 and row_end, and returns false for a gap slot (an expert's
+// unused tail, or an expert without rows).
+struct RowTile {
+  int64_t expert, row0, row_end;
+};
+__device__ __forceinline__ bool row_tile_of_slot(int64_t slot, const int64_t* off,
+                                                 int64_t num_experts, int64_t bm, RowTile& t) {
+  int64_t lo = 0, hi = num_experts - 1;
+  while (lo < hi) {
+    const int64_t mid = (lo + hi + 1) / 2;
+    if (off[mid] / bm + mid <= slot) {
+      lo = mid;
+    } else {
+      hi = mid - 1;
+    }
+  }
+  t.expert = lo, t.row0 = off[lo] + (slot - off[lo] / bm - lo) * bm, t.row_end = off[lo + 1];
+  return t.row0 < t.row_end;
+}
+
 // Sum over the 32 lanes of a warp; every lane must call it (the result is valid in lane 0).
 template <typename A>
 __device__ __forceinline__ A warp_sum(A v) {
