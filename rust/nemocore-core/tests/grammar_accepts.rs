@@ -59,18 +59,7 @@ fn dynamic_lexing_admits_every_split() {
 
 #[test]
 fn ignore_and_common_terminals() {
-    let src = r#"
-start: value
-?value: object | array | ESCAPED_STRING | SIGNED_NUMBER | "true" | "false" | "null"
-array: "[" [value ("," value)*] "]"
-object: "{" [pair ("," pair)*] "}"
-pair: ESCAPED_STRING ":" value
-%import common.ESCAPED_STRING
-%import common.SIGNED_NUMBER
-%import common.WS
-%ignore WS
-"#;
-    let g = Grammar::from_lark(src).unwrap();
+    let g = Grammar::from_lark(grammar_support::JSON_LARK).unwrap();
     for ok in [
         &b"{}"[..],
         b" { \"a\" : [1, -2.5e3, true, null, \"x\\\"y\"] } ",

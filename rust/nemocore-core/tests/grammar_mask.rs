@@ -14,20 +14,8 @@ mod grammar_support;
 
 use std::sync::Arc;
 
-use grammar_support::test_cfgs;
+use grammar_support::{JSON_LARK, test_cfgs};
 use nemocore_core::grammar::{Grammar, Matcher, TokenTable};
-
-const JSON: &str = r#"
-start: value
-?value: object | array | ESCAPED_STRING | SIGNED_NUMBER | "true" | "false" | "null"
-array: "[" [value ("," value)*] "]"
-object: "{" [pair ("," pair)*] "}"
-pair: ESCAPED_STRING ":" value
-%import common.ESCAPED_STRING
-%import common.SIGNED_NUMBER
-%import common.WS
-%ignore WS
-"#;
 
 const SPECIAL: u32 = 0;
 const EOS: u32 = 1;
@@ -147,7 +135,7 @@ fn random_walks(g: &Arc<Grammar>, t: &TokenTable, seeds: u64, steps: usize) {
 
 #[test]
 fn json_masks_are_sound_and_complete() {
-    let g = Arc::new(Grammar::from_lark(JSON).unwrap());
+    let g = Arc::new(Grammar::from_lark(JSON_LARK).unwrap());
     let t = table(json_vocab(), 7);
     random_walks(&g, &t, 6, 25);
 }
@@ -169,7 +157,7 @@ fn cfg_masks_are_sound_and_complete() {
 
 #[test]
 fn every_token_of_a_valid_document_is_allowed() {
-    let g = Arc::new(Grammar::from_lark(JSON).unwrap());
+    let g = Arc::new(Grammar::from_lark(JSON_LARK).unwrap());
     let vocab = json_vocab();
     let t = table(vocab.clone(), 0);
     let doc = b"{\"ab\": [12, -2, true, null, \"\\\"\"], \"b\": {}}";
@@ -201,7 +189,7 @@ fn every_token_of_a_valid_document_is_allowed() {
 
 #[test]
 fn padding_ids_and_short_masks_are_handled() {
-    let g = Arc::new(Grammar::from_lark(JSON).unwrap());
+    let g = Arc::new(Grammar::from_lark(JSON_LARK).unwrap());
     let t = table(json_vocab(), 40);
     let mut m = Matcher::new(g, b"[", None).unwrap();
     let mut mask = vec![u32::MAX; t.vocab_size().div_ceil(32) + 2];
@@ -217,7 +205,7 @@ fn padding_ids_and_short_masks_are_handled() {
 
 #[test]
 fn matcher_rejects_bad_prefix_and_keeps_state_on_rejection() {
-    let g = Arc::new(Grammar::from_lark(JSON).unwrap());
+    let g = Arc::new(Grammar::from_lark(JSON_LARK).unwrap());
     assert!(Matcher::new(Arc::clone(&g), b"[1,]", None).is_err());
     let mut m = Matcher::new(g, b"[1", None).unwrap();
     assert!(!m.accept_bytes(b",]"));

@@ -11,22 +11,13 @@
     reason = "test helpers: a failed unwrap is a failed test; synthetic data and quantiles"
 )]
 
+mod grammar_support;
+
 use std::sync::Arc;
 use std::time::Instant;
 
+use grammar_support::JSON_LARK;
 use nemocore_core::grammar::{Grammar, GrammarOptions, Matcher, TokenTable};
-
-const JSON: &str = r#"
-start: value
-?value: object | array | ESCAPED_STRING | SIGNED_NUMBER | "true" | "false" | "null"
-array: "[" [value ("," value)*] "]"
-object: "{" [pair ("," pair)*] "}"
-pair: ESCAPED_STRING ":" value
-%import common.ESCAPED_STRING
-%import common.SIGNED_NUMBER
-%import common.WS
-%ignore WS
-"#;
 
 /// 128k distinct tokens, shaped roughly like a BPE vocabulary: all single
 /// bytes, ~5% short punctuation runs (1-4 bytes), digit runs of 1-3,
@@ -127,7 +118,7 @@ fn mask_latency_128k() {
     let doc = br#"{"name": "nemocore grammar engine", "values": [1, 2.5, -3e2, true, false, null], "nested": {"a": {"b": ["x", "y", "z"]}, "text": "a longer string value with several words in it"}}"#;
     run(
         "json",
-        Grammar::from_lark(JSON).unwrap(),
+        Grammar::from_lark(JSON_LARK).unwrap(),
         doc,
         &table,
         &vocab,
@@ -136,7 +127,7 @@ fn mask_latency_128k() {
     for _ in 0..repeats {
         run(
             "json (again, warm cache)",
-            Grammar::from_lark(JSON).unwrap(),
+            Grammar::from_lark(JSON_LARK).unwrap(),
             doc,
             &table,
             &vocab,
@@ -167,7 +158,7 @@ fn mask_latency_128k() {
     );
     let code = b"import os\n\n\nclass Box:\n    def __init__(self, items, limit=10):\n        self.items = [x for x in items if x is not None]\n        self.limit = limit\n\n    def total(self) -> int:\n        return sum(i * 2 for i in self.items[: self.limit])\n";
     run("python (built-in grammar)", full, code, &table, &vocab);
-    let g = Arc::new(Grammar::from_lark(JSON).unwrap());
+    let g = Arc::new(Grammar::from_lark(JSON_LARK).unwrap());
     let suffix = format!("{}[]]", "[1, \"two\", [3, [4.5, \"x\"]]], ".repeat(600));
     let t0 = Instant::now();
     let m = Matcher::new(g, b"[", Some(suffix.as_bytes())).unwrap();

@@ -7,6 +7,20 @@
     reason = "each test file uses a different subset; a failed unwrap is a failed test"
 )]
 
+/// A JSON grammar in Lark syntax with lark's common terminals, shared by the accept, mask and
+/// latency tests.
+pub const JSON_LARK: &str = r#"
+start: value
+?value: object | array | ESCAPED_STRING | SIGNED_NUMBER | "true" | "false" | "null"
+array: "[" [value ("," value)*] "]"
+object: "{" [pair ("," pair)*] "}"
+pair: ESCAPED_STRING ":" value
+%import common.ESCAPED_STRING
+%import common.SIGNED_NUMBER
+%import common.WS
+%ignore WS
+"#;
+
 /// A CFG over characters: uppercase letters are nonterminals, anything else
 /// a terminal character; `rules` are `(lhs, rhs)`; `S` is the start.
 pub struct Cfg {
