@@ -200,3 +200,31 @@ pub fn test_cfgs() -> Vec<(&'static str, Cfg)> {
         ),
     ]
 }
+
+/// Asserts that `mask` allows exactly the tokens `m` accepts (tried one at a time, each rolled
+/// back), for every id from `first_id` on; `what` names the step in a failure.
+pub fn assert_mask_is_brute_force(
+    m: &mut nemocore_core::grammar::Matcher,
+    table: &nemocore_core::grammar::TokenTable,
+    mask: &[u32],
+    first_id: usize,
+    what: &str,
+) {
+    for id in first_id..table.vocab_size() {
+        let bytes = table
+            .token_bytes(u32::try_from(id).unwrap())
+            .unwrap()
+            .to_vec();
+        let ok = m.accept_bytes(&bytes);
+        if ok {
+            m.rollback(1).unwrap();
+        }
+        let bit = mask[id / 32] >> (id % 32) & 1 == 1;
+        assert_eq!(
+            bit,
+            ok,
+            "{what}: token {:?}",
+            String::from_utf8_lossy(&bytes)
+        );
+    }
+}
