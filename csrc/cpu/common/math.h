@@ -16,9 +16,8 @@ namespace nemocore::cpu {
 // the AVX2 kernels.
 namespace {
 
-inline float exp_f32(float x) {
-  // exp(-87.3) ~ 1e-38 is the last normal result; exp(88.72) ~ FLT_MAX.
-  const float xc = x < -87.3f ? -87.3f : (x > 88.72f ? 88.72f : x);
+// exp(xc) = p * 2^n for xc in [-87.3, 88.72]: returns p and sets n. Cody-Waite reduction.
+inline float exp_reduced_f32(float xc, int32_t& n_out) {
   // n = round(x / ln2) by the magic-number trick (adding 1.5 * 2^23 rounds to an integer in
   // the low mantissa bits), which vectorises where std::nearbyint would be a library call.
   const float magic = 12582912.0f;
@@ -36,6 +35,15 @@ inline float exp_f32(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
+  n_out = ni;
+  return p;
+}
+
+inline float exp_f32(float x) {
+  // exp(-87.3) ~ 1e-38 is the last normal result; exp(88.72) ~ FLT_MAX.
+  const float xc = x < -87.3f ? -87.3f : (x > 88.72f ? 88.72f : x);
+  int32_t ni;
+  const float p = exp_reduced_f32(xc, ni);
   // 2^n as two factors so each stays a normal float for n in [-126, 128].
   const int32_t n1 = ni >> 1;
   const int32_t bits1 = (n1 + 127) << 23;

@@ -102,21 +102,8 @@ inline void grow(V& v, int64_t n) {
 // never need; NaN still propagates.
 inline float exp_nonpos(float x) {
   const float xc = x < -87.3f ? -87.3f : x;
-  const float magic = 12582912.0f;
-  const float shifted = xc * 1.44269504088896341f + magic;
-  const float n = shifted - magic;
   int32_t ni;
-  std::memcpy(&ni, &shifted, 4);
-  ni -= 0x4b400000;
-  float r = xc - n * 0.693145751953125f;
-  r = r - n * 1.428606765330187045e-06f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
+  const float p = exp_reduced_f32(xc, ni);
   const int32_t bits = (ni + 127) << 23;  // n in [-126, 0]: a normal power of two
   float s;
   std::memcpy(&s, &bits, 4);
