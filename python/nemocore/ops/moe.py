@@ -183,14 +183,20 @@ def grouped_mm(
     if a_rows is None:
         return _grouped_mm(a, b, _batch_sizes(batch_sizes, E, a.shape[0]), bool(trans_b))
     _checks.tensor(a_rows, "a_rows", ndim=1, dtypes=(torch.int64,), device=a.device)
-    if a.is_cuda and a_rows.numel() and not torch.compiler.is_compiling():
-        lo, hi = int(a_rows.min()), int(a_rows.max())  # the CPU kernel checks its own
-        if lo < 0 or hi >= a.shape[0]:
-            raise ValueError(
-                f"a_rows: row indices must lie in [0, a.shape[0] = {a.shape[0]}), got {lo}..{hi}"
-            )
+    _check_cuda_ids(a_rows, a.shape[0], "a_rows: row indices", "a.shape[0]")
     batch_sizes = _batch_sizes(batch_sizes, E, a_rows.shape[0])
     return _grouped_mm_gathered(a, a_rows.contiguous(), b, batch_sizes, bool(trans_b))
+
+
+def _check_cuda_ids(ids: Tensor, bound: int, what: str, bound_name: str) -> None:
+    """Raises unless every id lies in [0, bound). Only CUDA tensors are read here (a device
+    sync); the CPU kernels check their own ids. Skipped under torch.compile."""
+    if ids.is_cuda and ids.numel() and not torch.compiler.is_compiling():
+        lo, hi = int(ids.min()), int(ids.max())
+        if lo < 0 or hi >= bound:
+            raise ValueError(
+                f"{what} must lie in [0, {bound_name} = {bound}), got ids from {lo} to {hi}"
+            )
 
 
 def _batch_sizes(batch_sizes: Tensor, num_experts: int, rows: int) -> Tensor:
@@ -355,13 +361,7 @@ def moe_permute(
         num_experts = int(topk_ids.max()) + 1 if topk_ids.numel() else 1
     if num_experts < 1:
         raise ValueError(f"num_experts: must be >= 1, got {num_experts}")
-    if not compiling and topk_ids.numel() and hidden.is_cuda:  # the CPU kernel checks its own
-        lo, hi = int(topk_ids.min()), int(topk_ids.max())
-        if lo < 0 or hi >= num_experts:
-            raise ValueError(
-                f"topk_ids: expert ids must lie in [0, num_experts = {num_experts}), "
-                f"got ids from {lo} to {hi}"
-            )
+    _check_cuda_ids(topk_ids, num_experts, "topk_ids: expert ids", "num_experts")
     return _moe_permute(hidden, topk_ids, int(num_experts))
 
 
@@ -381,13 +381,7 @@ def moe_sort(topk_ids: Tensor, num_experts: int) -> tuple[Tensor, Tensor, Tensor
     _checks.tensor(topk_ids, "topk_ids", ndim=2, dtypes=_ID_DTYPES)
     if num_experts < 1:
         raise ValueError(f"num_experts: must be >= 1, got {num_experts}")
-    if topk_ids.numel() and topk_ids.is_cuda and not torch.compiler.is_compiling():
-        lo, hi = int(topk_ids.min()), int(topk_ids.max())  # the CPU kernel checks its own
-        if lo < 0 or hi >= num_experts:
-            raise ValueError(
-                f"topk_ids: expert ids must lie in [0, num_experts = {num_experts}), "
-                f"got ids from {lo} to {hi}"
-            )
+    _check_cuda_ids(topk_ids, num_experts, "topk_ids: expert ids", "num_experts")
     return _moe_sort(topk_ids, int(num_experts))
 
 
