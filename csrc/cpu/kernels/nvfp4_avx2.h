@@ -1,0 +1,260 @@
+// AVX2 building blocks of the NVFP4 quantizer (nvfp4_quantize.cpp): loads, block maxima, the
+// block scales of 8 blocks at once, and E2M1 rounding of whole blocks. Every helper computes
+// what nvfp4_common.h computes for one element, bit for bit. Included only by sources compiled
+// per ISA level, and only where __AVX2__ is defined.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cfloat>
+#include <type_traits>
+
+#include "cpu/kernels/nvfp4_common.h"
+
+namespace nemocore::cpu::NEMOCORE_CPU_ISA::nvfp4 {
+namespace {
+
+// ---- loads ----------------------------------------------------------------------------------
+
+// One 16-element block as two registers of 8 floats in element order.
+inline void load16(const float* p, __m256& a, __m256& b) {
+  a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + 8);
+}
+inline void load16(const bf16* p, __m256& a, __m256& b) {
+  const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  a = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(w)), 16));
+  b = _mm256_castsi256_ps(
+      _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(w, 1)), 16));
+}
+inline void load16(const f16* p, __m256& a, __m256& b) {
+  a = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  b = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 8)));
+}
+
+// One block split into element pairs: lane i of `even` / `odd` holds the elements that share
+// one packed byte, the even one in the low nibble. For bf16 lane i is pair i (two bit
+// operations on one load); for the other types the pairs come in the order 0 1 4 5 2 3 6 7
+// (`kPairsInOrder` false), which pack_bytes undoes.
+template <typename T>
+constexpr bool kPairsInOrder = std::is_same_v<T, bf16>;
+
+inline void load_pairs(const bf16* p, __m256& even, __m256& odd) {
+  const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  even = _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+  odd = _mm256_castsi256_ps(_mm256_and_si256(w, _mm256_set1_epi32(static_cast<int>(0xffff0000u))));
+}
+template <typename T>
+inline void load_pairs(const T* p, __m256& even, __m256& odd) {
+  __m256 a, b;
+  load16(p, a, b);
+  even = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
+  odd = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+}
+
+inline __m256 vabs(__m256 v) {
+  return _mm256_and_ps(v, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)));
+}
+
+// ---- block maxima ---------------------------------------------------------------------------
+
+inline float hmax(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+  return _mm_cvtss_f32(m);
+}
+
+// Horizontal max of each of 8 registers, as the 8 lanes of one (an 8x8 transpose-reduce).
+inline __m256 hmax8(const __m256* m) {
+  __m256 t[4];
+  for (int i = 0; i < 4; ++i) {
+    t[i] = _mm256_max_ps(_mm256_unpacklo_ps(m[2 * i], m[2 * i + 1]),
+                         _mm256_unpackhi_ps(m[2 * i], m[2 * i + 1]));
+  }
+  __m256 u[2];
+  for (int i = 0; i < 2; ++i) {
+    u[i] = _mm256_max_ps(_mm256_shuffle_ps(t[2 * i], t[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm256_shuffle_ps(t[2 * i], t[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  }
+  return _mm256_max_ps(_mm256_permute2f128_ps(u[0], u[1], 0x20),
+                       _mm256_permute2f128_ps(u[0], u[1], 0x31));
+}
+
+// Max |x| of 8 consecutive blocks, one per lane.
+template <typename T>
+inline __m256 block_amax8(const T* x) {
+  __m256 m[8];
+  for (int j = 0; j < 8; ++j) {
+    __m256 a, b;
+    load16(x + 16 * j, a, b);
+    m[j] = _mm256_max_ps(vabs(a), vabs(b));
+  }
+  return hmax8(m);
+}
+// bf16: |x| orders like its 15 magnitude bits, so the reduction runs on 16-bit integers, two
+// blocks interleaved per register and halving the lanes per block at each step.
+template <>
+inline __m256 block_amax8(const bf16* x) {
+  const __m256i magnitude = _mm256_set1_epi16(0x7fff);
+  auto load = [&](int j) {
+    return _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 16 * j)),
+                            magnitude);
+  };
+  __m256i pairs[4];  // blocks 2i, 2i+1 in alternating 16-bit lanes
+  for (int i = 0; i < 4; ++i) {
+    const __m256i a = load(2 * i), b = load(2 * i + 1);
+    pairs[i] = _mm256_max_epi16(_mm256_unpacklo_epi16(a, b), _mm256_unpackhi_epi16(a, b));
+  }
+  __m256i quads[2];  // blocks 4i..4i+3 repeating
+  for (int i = 0; i < 2; ++i) {
+    quads[i] = _mm256_max_epi16(_mm256_unpacklo_epi32(pairs[2 * i], pairs[2 * i + 1]),
+                                _mm256_unpackhi_epi32(pairs[2 * i], pairs[2 * i + 1]));
+  }
+  const __m256i eights = _mm256_max_epi16(_mm256_unpacklo_epi64(quads[0], quads[1]),
+                                          _mm256_unpackhi_epi64(quads[0], quads[1]));
+  const __m128i m =
+      _mm_max_epi16(_mm256_castsi256_si128(eights), _mm256_extracti128_si256(eights, 1));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(m), 16));
+}
+
+// ---- scales of 8 blocks ---------------------------------------------------------------------
+
+// e4m3_encode / e4m3_decode on 8 lanes (inputs in [0, 448]).
+inline __m256i e4m3_encode8(__m256 f) {
+  const __m256i u = _mm256_castps_si256(f);
+  const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 20), _mm256_set1_epi32(1));
+  const __m256i rounded = _mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7ffff)));
+  const __m256i normal = _mm256_sub_epi32(_mm256_srli_epi32(rounded, 20), _mm256_set1_epi32(960));
+  // cvtps rounds with MXCSR's mode: nearest even, as nearbyint in the scalar path
+  const __m256i sub = _mm256_cvtps_epi32(_mm256_mul_ps(f, _mm256_set1_ps(512.f)));
+  const __m256 is_sub = _mm256_cmp_ps(f, _mm256_set1_ps(kE4m3MinNormal), _CMP_LT_OQ);
+  return _mm256_castps_si256(
+      _mm256_blendv_ps(_mm256_castsi256_ps(normal), _mm256_castsi256_ps(sub), is_sub));
+}
+inline __m256 e4m3_decode8(__m256i b) {
+  const __m256i exp = _mm256_srli_epi32(b, 3), man = _mm256_and_si256(b, _mm256_set1_epi32(7));
+  const __m256i normal =
+      _mm256_or_si256(_mm256_slli_epi32(_mm256_add_epi32(exp, _mm256_set1_epi32(120)), 23),
+                      _mm256_slli_epi32(man, 20));
+  const __m256 sub = _mm256_mul_ps(_mm256_cvtepi32_ps(man), _mm256_set1_ps(0.001953125f));
+  const __m256 is_sub = _mm256_castsi256_ps(_mm256_cmpeq_epi32(exp, _mm256_setzero_si256()));
+  return _mm256_blendv_ps(_mm256_castsi256_ps(normal), sub, is_sub);
+}
+
+// block_scale on 8 blocks: scale bytes (int32 lanes) and multipliers.
+inline void block_scale8(const GlobalScales& g, __m256 bamax, __m256i& bytes, __m256& enc) {
+  if (g.compat == Nvfp4Compat::kTransformerEngine) {
+    const __m256 ds = _mm256_min_ps(_mm256_mul_ps(bamax, _mm256_set1_ps(g.te_multiplier)),
+                                    _mm256_set1_ps(kE4m3Max));
+    bytes = e4m3_encode8(ds);
+    enc = _mm256_div_ps(_mm256_set1_ps(1.f),
+                        _mm256_mul_ps(e4m3_decode8(bytes), _mm256_set1_ps(g.te_decode)));
+    return;
+  }
+  if (g.ao_all_zero) {
+    bytes = _mm256_set1_epi32(e4m3_encode(kE4m3MinNormal));
+    enc = _mm256_setzero_ps();
+    return;
+  }
+  __m256 s =
+      _mm256_div_ps(_mm256_div_ps(bamax, _mm256_set1_ps(kE2m1Max)), _mm256_set1_ps(g.ao_pts));
+  s = _mm256_min_ps(_mm256_max_ps(s, _mm256_set1_ps(kE4m3MinNormal)), _mm256_set1_ps(kE4m3Max));
+  bytes = e4m3_encode8(s);
+  enc = _mm256_div_ps(_mm256_set1_ps(g.ao_inv_pts), e4m3_decode8(bytes));
+}
+
+// 8 scale bytes from int32 lanes.
+inline void store_bytes8(__m256i lanes, uint8_t* out) {
+  const __m128i w =
+      _mm_packus_epi32(_mm256_castsi256_si128(lanes), _mm256_extracti128_si256(lanes, 1));
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(out), _mm_packus_epi16(w, w));
+}
+
+// Whether every block of the 8 can take the unclamped fast path: a finite multiplier and a
+// normal E4M3 scale (byte >= 8), so |x| * enc <= 6 * 16/15 (the scale rounds down by at most
+// 1/16) < 7 and the clamp to 6 is the E2M1 rounding's own saturation.
+inline bool unclamped8(__m256i bytes, __m256 enc) {
+  const __m256 finite = _mm256_cmp_ps(enc, _mm256_set1_ps(FLT_MAX), _CMP_LE_OQ);
+  const __m256i normal = _mm256_cmpgt_epi32(bytes, _mm256_set1_epi32(7));
+  return _mm256_movemask_ps(_mm256_and_ps(finite, _mm256_castsi256_ps(normal))) == 0xff;
+}
+
+// ---- E2M1 rounding, round to nearest even ----------------------------------------------------
+
+// Codes of 8 values x * enc, in the low 4 bits of each lane (bits 4..22 zero, the rest not).
+//
+// RNE to E2M1 is one float addition: |v| + M rounds |v| to a multiple of ulp(M), and
+// M = 2^(22 + e) for |v| in [2^e, 2^(e+1)) (e = 0 below 1) makes that step E2M1's spacing
+// there (0.5 below 2, then 1, then 2); ties go to an even multiple, which is E2M1's even
+// mantissa. The low mantissa bits of the sum then count the steps; adding 2e to M's mantissa
+// makes them the code itself, and adding 8 the sign (even offsets leave the ties alone). M
+// comes from a register lookup on |v|'s exponent. With kClamp, |v| is first clamped to 6 and
+// the NaN of 0 * inf (an infinite multiplier) becomes 0: magnitude code 0, and the sign that
+// the reference gives it (v < 0 is false; signbit of x86's default NaN is set).
+template <bool kClamp>
+inline __m256i e2m1_codes8(__m256 x, __m256 enc, Nvfp4Compat compat) {
+  const __m256 v = _mm256_mul_ps(x, enc);
+  __m256 av = vabs(v);
+  if (kClamp) {  // max(NaN, 0) is 0 (the second operand): NaN rounds to magnitude 0
+    av = _mm256_min_ps(_mm256_max_ps(av, _mm256_setzero_ps()), _mm256_set1_ps(kE2m1Max));
+  }
+  // exponent of max(|v|, 1) is 127, 128 or 129; vpermd reads its low 3 bits: 7, 0, 1
+  const __m256i exponent =
+      _mm256_srli_epi32(_mm256_castps_si256(_mm256_max_ps(av, _mm256_set1_ps(1.f))), 23);
+  const __m256i magic = _mm256_permutevar8x32_epi32(
+      _mm256_setr_epi32(0x4b000002, 0x4b800004, 0, 0, 0, 0, 0, 0x4a800000), exponent);
+  const __m256i negative =
+      compat == Nvfp4Compat::kTorchao
+          ? _mm256_srai_epi32(_mm256_castps_si256(v), 31)  // signbit: -0.0 counts
+          : _mm256_castps_si256(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ));
+  const __m256i m = _mm256_add_epi32(magic, _mm256_and_si256(negative, _mm256_set1_epi32(8)));
+  return _mm256_castps_si256(_mm256_add_ps(av, _mm256_castsi256_ps(m)));
+}
+
+// One block's 8 code bytes (low byte of each 32-bit lane, pair order of load_pairs).
+template <bool kClamp, typename T>
+inline __m256i block_code_bytes(const T* x, __m256 enc, Nvfp4Compat compat) {
+  __m256 even, odd;
+  load_pairs(x, even, odd);
+  const __m256i lo = e2m1_codes8<kClamp>(even, enc, compat);
+  const __m256i hi = e2m1_codes8<kClamp>(odd, enc, compat);
+  return _mm256_or_si256(lo, _mm256_slli_epi32(hi, 4));
+}
+
+// 4 blocks' code bytes -> 32 packed bytes, block after block.
+template <typename T>
+inline void store_code_bytes4(const __m256i* bytes, uint8_t* q) {
+  const __m256i low = _mm256_set1_epi32(0xff);
+  const __m256i w01 =
+      _mm256_packus_epi32(_mm256_and_si256(bytes[0], low), _mm256_and_si256(bytes[1], low));
+  const __m256i w23 =
+      _mm256_packus_epi32(_mm256_and_si256(bytes[2], low), _mm256_and_si256(bytes[3], low));
+  // 128-bit lane 0 holds bytes 0-3 of blocks 0..3 (in lane order), lane 1 bytes 4-7
+  const __m256i b = _mm256_packus_epi16(w01, w23);
+  __m256i out = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+  if constexpr (!kPairsInOrder<T>) {
+    // pairs came as 0 1 4 5 | 2 3 6 7: swap the middle 16-bit units of each 8-byte block
+    out = _mm256_shuffle_epi8(
+        out, _mm256_setr_epi8(0, 1, 4, 5, 2, 3, 6, 7, 8, 9, 12, 13, 10, 11, 14, 15, 0, 1, 4, 5, 2,
+                              3, 6, 7, 8, 9, 12, 13, 10, 11, 14, 15));
+  }
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(q), out);
+}
+
+// Codes of 8 consecutive blocks with multipliers enc (one lane per block).
+template <bool kClamp, typename T>
+inline void codes_8_blocks(const T* x, __m256 enc, Nvfp4Compat compat, uint8_t* q) {
+  alignas(32) float e[8];
+  _mm256_store_ps(e, enc);
+  for (int half = 0; half < 2; ++half) {
+    __m256i bytes[4];
+    for (int j = 0; j < 4; ++j) {
+      const int blk = 4 * half + j;
+      bytes[j] = block_code_bytes<kClamp>(x + 16 * blk, _mm256_set1_ps(e[blk]), compat);
+    }
+    store_code_bytes4<T>(bytes, q + 32 * half);
+  }
+}
+
+}  // namespace
+}  // namespace nemocore::cpu::NEMOCORE_CPU_ISA::nvfp4
