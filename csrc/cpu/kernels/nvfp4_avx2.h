@@ -170,48 +170,63 @@ inline void store_bytes8(__m256i lanes, uint8_t* out) {
   _mm_storel_epi64(reinterpret_cast<__m128i*>(out), _mm_packus_epi16(w, w));
 }
 
-// Whether every block of the 8 can take the unclamped fast path: a finite multiplier and a
-// normal E4M3 scale (byte >= 8), so |x| * enc <= 6 * 16/15 (the scale rounds down by at most
-// 1/16) < 7 and the clamp to 6 is the E2M1 rounding's own saturation.
-inline bool unclamped8(__m256i bytes, __m256 enc) {
-  const __m256 finite = _mm256_cmp_ps(enc, _mm256_set1_ps(FLT_MAX), _CMP_LE_OQ);
+// Whether every block of the 8 can take the fast path: a finite multiplier and a normal E4M3
+// scale (byte >= 8), so |x| * enc <= 6 * 16/15 (the scale rounds down by at most 1/16) < 7 and
+// the clamp to 6 is the E2M1 rounding's own saturation. For bf16 input the fast path takes
+// the sign from the input's bits, so TE's "v < 0" must equal "x < 0 and x != 0": no nonzero
+// bf16 (>= 2^-133) may underflow in x * enc, which enc >= 2^-16 guarantees.
+template <typename T>
+inline bool fast8(__m256i bytes, __m256 enc, Nvfp4Compat compat) {
+  const float min_enc =
+      std::is_same_v<T, bf16> && compat == Nvfp4Compat::kTransformerEngine ? 0x1p-16f : 0.f;
+  const __m256 in_range = _mm256_and_ps(_mm256_cmp_ps(enc, _mm256_set1_ps(FLT_MAX), _CMP_LE_OQ),
+                                        _mm256_cmp_ps(enc, _mm256_set1_ps(min_enc), _CMP_GE_OQ));
   const __m256i normal = _mm256_cmpgt_epi32(bytes, _mm256_set1_epi32(7));
-  return _mm256_movemask_ps(_mm256_and_ps(finite, _mm256_castsi256_ps(normal))) == 0xff;
+  return _mm256_movemask_ps(_mm256_and_ps(in_range, _mm256_castsi256_ps(normal))) == 0xff;
 }
 
 // ---- E2M1 rounding, round to nearest even ----------------------------------------------------
 
-// Codes of 8 values x * enc, in the low 4 bits of each lane (bits 4..22 zero, the rest not).
-//
 // RNE to E2M1 is one float addition: |v| + M rounds |v| to a multiple of ulp(M), and
 // M = 2^(22 + e) for |v| in [2^e, 2^(e+1)) (e = 0 below 1) makes that step E2M1's spacing
 // there (0.5 below 2, then 1, then 2); ties go to an even multiple, which is E2M1's even
 // mantissa. The low mantissa bits of the sum then count the steps; adding 2e to M's mantissa
-// makes them the code itself, and adding 8 the sign (even offsets leave the ties alone). M
-// comes from a register lookup on |v|'s exponent. With kClamp, |v| is first clamped to 6 and
-// the NaN of 0 * inf (an infinite multiplier) becomes 0: magnitude code 0, and the sign that
-// the reference gives it (v < 0 is false; signbit of x86's default NaN is set).
+// makes them the code itself (an even offset leaves the ties alone). M comes from a register
+// lookup indexed by the integer part of |v| (0..6, as |v| < 7 here).
+inline __m256i e2m1_magic8(__m256 av) {
+  const __m256i table = _mm256_setr_epi32(0x4a800000, 0x4a800000, 0x4b000002, 0x4b000002,
+                                          0x4b800004, 0x4b800004, 0x4b800004, 0x4b800004);
+  return _mm256_permutevar8x32_epi32(table, _mm256_cvttps_epi32(av));
+}
+
+// Magnitude codes of 8 values |x| * enc (|x| >= 0, product < 7) in bits 0-2 of each lane; bits
+// 3..22 are zero, the rest not.
+inline __m256i e2m1_magnitudes8(__m256 ax, __m256 enc) {
+  const __m256 av = _mm256_mul_ps(ax, enc);
+  return _mm256_castps_si256(_mm256_add_ps(av, _mm256_castsi256_ps(e2m1_magic8(av))));
+}
+
+// Codes with sign of 8 values x * enc in bits 0-3 of each lane (bits 4..22 zero), any input.
+// The sign (8) is added to M. With kClamp, |v| is first clamped to 6 and the NaN of 0 * inf
+// (an infinite multiplier) becomes 0: magnitude code 0, and the sign that the reference gives
+// it (v < 0 is false; signbit of x86's default NaN is set).
 template <bool kClamp>
 inline __m256i e2m1_codes8(__m256 x, __m256 enc, Nvfp4Compat compat) {
   const __m256 v = _mm256_mul_ps(x, enc);
   __m256 av = vabs(v);
-  if (kClamp) {  // max(NaN, 0) is 0 (the second operand): NaN rounds to magnitude 0
+  if (kClamp) {  // max(NaN, 0) is 0 (the second operand)
     av = _mm256_min_ps(_mm256_max_ps(av, _mm256_setzero_ps()), _mm256_set1_ps(kE2m1Max));
   }
-  // exponent of max(|v|, 1) is 127, 128 or 129; vpermd reads its low 3 bits: 7, 0, 1
-  const __m256i exponent =
-      _mm256_srli_epi32(_mm256_castps_si256(_mm256_max_ps(av, _mm256_set1_ps(1.f))), 23);
-  const __m256i magic = _mm256_permutevar8x32_epi32(
-      _mm256_setr_epi32(0x4b000002, 0x4b800004, 0, 0, 0, 0, 0, 0x4a800000), exponent);
   const __m256i negative =
       compat == Nvfp4Compat::kTorchao
           ? _mm256_srai_epi32(_mm256_castps_si256(v), 31)  // signbit: -0.0 counts
           : _mm256_castps_si256(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ));
-  const __m256i m = _mm256_add_epi32(magic, _mm256_and_si256(negative, _mm256_set1_epi32(8)));
+  const __m256i m =
+      _mm256_add_epi32(e2m1_magic8(av), _mm256_and_si256(negative, _mm256_set1_epi32(8)));
   return _mm256_castps_si256(_mm256_add_ps(av, _mm256_castsi256_ps(m)));
 }
 
-// One block's 8 code bytes (low byte of each 32-bit lane, pair order of load_pairs).
+// One block's 8 code bytes (low byte of each 32-bit lane, pair order of load_pairs), any input.
 template <bool kClamp, typename T>
 inline __m256i block_code_bytes(const T* x, __m256 enc, Nvfp4Compat compat) {
   __m256 even, odd;
@@ -219,6 +234,26 @@ inline __m256i block_code_bytes(const T* x, __m256 enc, Nvfp4Compat compat) {
   const __m256i lo = e2m1_codes8<kClamp>(even, enc, compat);
   const __m256i hi = e2m1_codes8<kClamp>(odd, enc, compat);
   return _mm256_or_si256(lo, _mm256_slli_epi32(hi, 4));
+}
+
+// The fast path for bf16 (see fast8): magnitudes from |x|, signs from the input bits as 16-bit
+// lanes (1 for negative, or for TE negative and nonzero), moved to bits 3 and 7 of each pair's
+// byte by one multiply-add (even lane * 8 + odd lane * 128).
+template <Nvfp4Compat kCompat>
+inline __m256i block_code_bytes_fast(const bf16* x, __m256 enc) {
+  const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
+  const __m256i aw = _mm256_and_si256(w, _mm256_set1_epi16(0x7fff));
+  const __m256i lo = e2m1_magnitudes8(_mm256_castsi256_ps(_mm256_slli_epi32(aw, 16)), enc);
+  const __m256i hi = e2m1_magnitudes8(
+      _mm256_castsi256_ps(_mm256_and_si256(aw, _mm256_set1_epi32(static_cast<int>(0xffff0000u)))),
+      enc);
+  const __m256i sign16 =
+      kCompat == Nvfp4Compat::kTorchao
+          ? _mm256_srli_epi16(w, 15)
+          : _mm256_min_epu16(_mm256_subs_epu16(w, _mm256_set1_epi16(static_cast<int16_t>(0x8000))),
+                             _mm256_set1_epi16(1));
+  const __m256i sign = _mm256_madd_epi16(sign16, _mm256_set1_epi32(0x00800008));
+  return _mm256_or_si256(_mm256_or_si256(lo, _mm256_slli_epi32(hi, 4)), sign);
 }
 
 // 4 blocks' code bytes -> 32 packed bytes, block after block.
@@ -241,16 +276,19 @@ inline void store_code_bytes4(const __m256i* bytes, uint8_t* q) {
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(q), out);
 }
 
-// Codes of 8 consecutive blocks with multipliers enc (one lane per block).
-template <bool kClamp, typename T>
-inline void codes_8_blocks(const T* x, __m256 enc, Nvfp4Compat compat, uint8_t* q) {
-  alignas(32) float e[8];
-  _mm256_store_ps(e, enc);
+// Codes of 8 consecutive blocks with multipliers enc[0..7]: kFast if fast8 holds for them.
+template <bool kFast, Nvfp4Compat kCompat, typename T>
+inline void codes_8_blocks(const T* x, const float* enc, uint8_t* q) {
   for (int half = 0; half < 2; ++half) {
     __m256i bytes[4];
     for (int j = 0; j < 4; ++j) {
       const int blk = 4 * half + j;
-      bytes[j] = block_code_bytes<kClamp>(x + 16 * blk, _mm256_set1_ps(e[blk]), compat);
+      const __m256 e = _mm256_set1_ps(enc[blk]);
+      if constexpr (kFast && std::is_same_v<T, bf16>) {
+        bytes[j] = block_code_bytes_fast<kCompat>(x + 16 * blk, e);
+      } else {
+        bytes[j] = block_code_bytes<!kFast>(x + 16 * blk, e, kCompat);
+      }
     }
     store_code_bytes4<T>(bytes, q + 32 * half);
   }

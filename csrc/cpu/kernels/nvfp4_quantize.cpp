@@ -143,15 +143,37 @@ void quantize_block_rne(const T* x, float enc, Nvfp4Compat compat, uint8_t* q) {
     q[nvfp4::kPairsInOrder<T> ? i : kPos[i]] = static_cast<uint8_t>(lanes[i]);
 }
 
-// 8 whole blocks of a row with given scales (lanes of bytes / enc), rounding to nearest even.
+// Scales of 8 blocks from their amax: bytes stored, multipliers to enc[0..7], and whether
+// the codes may take the fast path (nvfp4::fast8).
 template <typename T>
-void quantize_8_blocks_rne(const T* x, __m256i bytes, __m256 enc, Nvfp4Compat compat,
-                           uint8_t* scales, uint8_t* q) {
-  nvfp4::store_bytes8(bytes, scales);
-  if (nvfp4::unclamped8(bytes, enc)) {
-    nvfp4::codes_8_blocks<false>(x, enc, compat, q);
+bool scales_8_blocks(const GlobalScales& g, __m256 amax, uint8_t* bytes_out, float* enc_out) {
+  __m256i bytes;
+  __m256 enc;
+  nvfp4::block_scale8(g, amax, bytes, enc);
+  nvfp4::store_bytes8(bytes, bytes_out);
+  _mm256_storeu_ps(enc_out, enc);
+  return nvfp4::fast8<T>(bytes, enc, g.compat);
+}
+
+// Codes of `groups` groups of 8 whole blocks of a row, with multipliers enc[8 * groups].
+template <Nvfp4Compat kCompat, typename T>
+void codes_of_groups(const T* row, int64_t groups, const float* enc, const uint8_t* fast,
+                     uint8_t* q) {
+  for (int64_t gi = 0; gi < groups; ++gi) {
+    if (fast[gi]) {
+      nvfp4::codes_8_blocks<true, kCompat>(row + gi * 128, enc + gi * 8, q + gi * 64);
+    } else {
+      nvfp4::codes_8_blocks<false, kCompat>(row + gi * 128, enc + gi * 8, q + gi * 64);
+    }
+  }
+}
+template <typename T>
+void codes_of_groups(Nvfp4Compat compat, const T* row, int64_t groups, const float* enc,
+                     const uint8_t* fast, uint8_t* q) {
+  if (compat == Nvfp4Compat::kTorchao) {
+    codes_of_groups<Nvfp4Compat::kTorchao>(row, groups, enc, fast, q);
   } else {
-    nvfp4::codes_8_blocks<true>(x, enc, compat, q);
+    codes_of_groups<Nvfp4Compat::kTransformerEngine>(row, groups, enc, fast, q);
   }
 }
 
@@ -225,7 +247,9 @@ void quantize_block(const T* row, int64_t kb, int64_t cols, float enc, const flo
 template <typename T>
 void quantize_rows_1d(const Nvfp4QuantizeParams& p, const GlobalScales& g, int64_t r0, int64_t r1) {
   const T* x = static_cast<const T*>(p.x);
-  const int64_t nb = ceil_div(p.cols, 16), kp = nb * 16;
+  const int64_t nb = ceil_div(p.cols, 16), kp = nb * 16, groups = p.cols / 128;
+  std::vector<float> enc(static_cast<size_t>(groups) * 8);
+  std::vector<uint8_t> fast(static_cast<size_t>(groups));
   for (int64_t r = r0; r < r1; ++r) {
     const T* row = x + r * p.row_stride;
     const float* rand = p.rand ? p.rand + r * kp : nullptr;
@@ -233,15 +257,18 @@ void quantize_rows_1d(const Nvfp4QuantizeParams& p, const GlobalScales& g, int64
     uint8_t* q = p.qdata + r * kp / 2;
     int64_t kb = 0;
 #if defined(__AVX2__)
-    for (; (kb + 8) * 16 <= p.cols; kb += 8) {
-      if (rand) {
+    if (rand) {
+      for (; (kb + 8) * 16 <= p.cols; kb += 8)
         quantize_8_blocks_sr(row + kb * 16, g, rand + kb * 16, scales + kb, q + kb * 8);
-        continue;
+    } else {
+      // All scales of the row first, then all codes: the scale arithmetic is a long dependency
+      // chain per group, and with it out of the code loop the two loops run at throughput.
+      for (int64_t gi = 0; gi < groups; ++gi) {
+        fast[gi] = scales_8_blocks<T>(g, nvfp4::block_amax8(row + gi * 128), scales + gi * 8,
+                                      enc.data() + gi * 8);
       }
-      __m256i bytes;
-      __m256 enc;
-      nvfp4::block_scale8(g, nvfp4::block_amax8(row + kb * 16), bytes, enc);
-      quantize_8_blocks_rne(row + kb * 16, bytes, enc, p.compat, scales + kb, q + kb * 8);
+      codes_of_groups(p.compat, row, groups, enc.data(), fast.data(), q);
+      kb = groups * 8;
     }
 #endif
     for (; kb < nb; ++kb) {
@@ -262,17 +289,22 @@ void quantize_rows_2d(const Nvfp4QuantizeParams& p, const GlobalScales& g, int64
   };
   int64_t kb = 0;
 #if defined(__AVX2__)
-  for (; p.rand == nullptr && (kb + 8) * 16 <= p.cols; kb += 8) {  // 8 tiles at once
-    __m256 tile_amax = _mm256_setzero_ps();
-    for (int64_t r = r0; r < r1; ++r)
-      tile_amax = _mm256_max_ps(tile_amax, nvfp4::block_amax8(x + r * p.row_stride + kb * 16));
-    __m256i bytes;
-    __m256 enc;
-    nvfp4::block_scale8(g, tile_amax, bytes, enc);
-    for (int64_t r = r0; r < r1; ++r) {
-      quantize_8_blocks_rne(x + r * p.row_stride + kb * 16, bytes, enc, p.compat,
-                            p.scales + r * nb + kb, p.qdata + r * kp / 2 + kb * 8);
+  if (p.rand == nullptr) {  // tiles 8 at a time: all scales first, then the codes row by row
+    const int64_t groups = p.cols / 128;
+    std::vector<float> enc(static_cast<size_t>(groups) * 8);
+    std::vector<uint8_t> bytes(static_cast<size_t>(groups) * 8), fast(static_cast<size_t>(groups));
+    for (int64_t gi = 0; gi < groups; ++gi) {
+      __m256 tile_amax = _mm256_setzero_ps();
+      for (int64_t r = r0; r < r1; ++r)
+        tile_amax = _mm256_max_ps(tile_amax, nvfp4::block_amax8(x + r * p.row_stride + gi * 128));
+      fast[gi] = scales_8_blocks<T>(g, tile_amax, bytes.data() + gi * 8, enc.data() + gi * 8);
     }
+    for (int64_t r = r0; r < r1; ++r) {
+      std::memcpy(p.scales + r * nb, bytes.data(), bytes.size());
+      codes_of_groups(p.compat, x + r * p.row_stride, groups, enc.data(), fast.data(),
+                      p.qdata + r * kp / 2);
+    }
+    kb = groups * 8;
   }
 #endif
   for (; kb < nb; ++kb) {  // one 16x16 tile per block column of the row group
