@@ -119,48 +119,66 @@ inline __m256 block_amax8(const bf16* x) {
 
 // ---- scales of 8 blocks ---------------------------------------------------------------------
 
-// e4m3_encode / e4m3_decode on 8 lanes (inputs in [0, 448]).
+// e4m3_encode on 8 lanes (inputs in [0, 448]). Normal: the carry trick of e4m3_encode keeps 3
+// mantissa bits. Subnormal (below 2^-6): 2^14 + f rounds f to a multiple of 2^-9 = ulp(2^14),
+// to nearest even as nearbyint(f * 512) does, and the low bits of the sum are the byte.
 inline __m256i e4m3_encode8(__m256 f) {
   const __m256i u = _mm256_castps_si256(f);
   const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 20), _mm256_set1_epi32(1));
-  const __m256i rounded = _mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7ffff)));
+  const __m256i rounded = _mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7ffff)), lsb);
   const __m256i normal = _mm256_sub_epi32(_mm256_srli_epi32(rounded, 20), _mm256_set1_epi32(960));
-  // cvtps rounds with MXCSR's mode: nearest even, as nearbyint in the scalar path
-  const __m256i sub = _mm256_cvtps_epi32(_mm256_mul_ps(f, _mm256_set1_ps(512.f)));
+  const __m256 two14 = _mm256_set1_ps(16384.f);
+  const __m256i sub =
+      _mm256_sub_epi32(_mm256_castps_si256(_mm256_add_ps(f, two14)), _mm256_castps_si256(two14));
   const __m256 is_sub = _mm256_cmp_ps(f, _mm256_set1_ps(kE4m3MinNormal), _CMP_LT_OQ);
   return _mm256_castps_si256(
       _mm256_blendv_ps(_mm256_castsi256_ps(normal), _mm256_castsi256_ps(sub), is_sub));
 }
-inline __m256 e4m3_decode8(__m256i b) {
-  const __m256i exp = _mm256_srli_epi32(b, 3), man = _mm256_and_si256(b, _mm256_set1_epi32(7));
-  const __m256i normal =
-      _mm256_or_si256(_mm256_slli_epi32(_mm256_add_epi32(exp, _mm256_set1_epi32(120)), 23),
-                      _mm256_slli_epi32(man, 20));
-  const __m256 sub = _mm256_mul_ps(_mm256_cvtepi32_ps(man), _mm256_set1_ps(0.001953125f));
-  const __m256 is_sub = _mm256_castsi256_ps(_mm256_cmpeq_epi32(exp, _mm256_setzero_si256()));
-  return _mm256_blendv_ps(_mm256_castsi256_ps(normal), sub, is_sub);
-}
 
-// block_scale on 8 blocks: scale bytes (int32 lanes) and multipliers.
-inline void block_scale8(const GlobalScales& g, __m256 bamax, __m256i& bytes, __m256& enc) {
+// block_scale_byte on 8 blocks (int32 lanes).
+inline __m256i block_scale_bytes8(const GlobalScales& g, __m256 bamax) {
   if (g.compat == Nvfp4Compat::kTransformerEngine) {
-    const __m256 ds = _mm256_min_ps(_mm256_mul_ps(bamax, _mm256_set1_ps(g.te_multiplier)),
-                                    _mm256_set1_ps(kE4m3Max));
-    bytes = e4m3_encode8(ds);
-    enc = _mm256_div_ps(_mm256_set1_ps(1.f),
-                        _mm256_mul_ps(e4m3_decode8(bytes), _mm256_set1_ps(g.te_decode)));
-    return;
+    return e4m3_encode8(_mm256_min_ps(_mm256_mul_ps(bamax, _mm256_set1_ps(g.te_multiplier)),
+                                      _mm256_set1_ps(kE4m3Max)));
   }
-  if (g.ao_all_zero) {
-    bytes = _mm256_set1_epi32(e4m3_encode(kE4m3MinNormal));
-    enc = _mm256_setzero_ps();
-    return;
-  }
+  if (g.ao_all_zero) return _mm256_set1_epi32(e4m3_encode(kE4m3MinNormal));
   __m256 s =
       _mm256_div_ps(_mm256_div_ps(bamax, _mm256_set1_ps(kE2m1Max)), _mm256_set1_ps(g.ao_pts));
   s = _mm256_min_ps(_mm256_max_ps(s, _mm256_set1_ps(kE4m3MinNormal)), _mm256_set1_ps(kE4m3Max));
-  bytes = e4m3_encode8(s);
-  enc = _mm256_div_ps(_mm256_set1_ps(g.ao_inv_pts), e4m3_decode8(bytes));
+  return e4m3_encode8(s);
+}
+
+// The multiplier of every scale byte (block_enc, 127 divisions once per call instead of one per
+// block), and the bytes whose blocks take the fast rounding path: a finite multiplier and a
+// normal E4M3 scale (byte >= 8), so |x| * enc <= 6 * 16/15 < 7 (a normal scale rounds down by
+// at most 1/16) and the clamp to 6 is the E2M1 rounding's own saturation. For bf16 input the
+// fast path takes the sign from the input's bits, so TE's "v < 0" must equal "x < 0 and x !=
+// 0": no nonzero bf16 (>= 2^-133) may underflow in x * enc, which enc >= 2^-16 guarantees. The
+// multiplier falls as the byte grows, so the fast bytes are one range [fast_lo, fast_hi].
+struct EncTable {
+  alignas(64) float enc[256];
+  int fast_lo = 1, fast_hi = 0;
+};
+
+inline bool fast_byte(const GlobalScales& g, float enc, int b, bool bf16_input) {
+  const float min_enc = bf16_input && g.compat == Nvfp4Compat::kTransformerEngine ? 0x1p-16f : 0.f;
+  return b >= 8 && enc <= FLT_MAX && enc >= min_enc;
+}
+
+inline void fill_enc_table(const GlobalScales& g, bool bf16_input, EncTable& t) {
+  for (int b = 0; b < 256; ++b) t.enc[b] = b <= 126 ? block_enc(g, static_cast<uint8_t>(b)) : 0.f;
+  int lo = 8;
+  while (lo <= 126 && !fast_byte(g, t.enc[lo], lo, bf16_input)) ++lo;
+  int hi = lo;
+  while (hi + 1 <= 126 && fast_byte(g, t.enc[hi + 1], hi + 1, bf16_input)) ++hi;
+  t.fast_lo = lo <= 126 ? lo : 1, t.fast_hi = lo <= 126 ? hi : 0;
+}
+
+// Whether all 8 scale bytes (int32 lanes) are fast.
+inline bool fast8(const EncTable& t, __m256i bytes) {
+  const __m256i out = _mm256_or_si256(_mm256_cmpgt_epi32(bytes, _mm256_set1_epi32(t.fast_hi)),
+                                      _mm256_cmpgt_epi32(_mm256_set1_epi32(t.fast_lo), bytes));
+  return _mm256_testz_si256(out, out);
 }
 
 // 8 scale bytes from int32 lanes.
@@ -168,21 +186,6 @@ inline void store_bytes8(__m256i lanes, uint8_t* out) {
   const __m128i w =
       _mm_packus_epi32(_mm256_castsi256_si128(lanes), _mm256_extracti128_si256(lanes, 1));
   _mm_storel_epi64(reinterpret_cast<__m128i*>(out), _mm_packus_epi16(w, w));
-}
-
-// Whether every block of the 8 can take the fast path: a finite multiplier and a normal E4M3
-// scale (byte >= 8), so |x| * enc <= 6 * 16/15 (the scale rounds down by at most 1/16) < 7 and
-// the clamp to 6 is the E2M1 rounding's own saturation. For bf16 input the fast path takes
-// the sign from the input's bits, so TE's "v < 0" must equal "x < 0 and x != 0": no nonzero
-// bf16 (>= 2^-133) may underflow in x * enc, which enc >= 2^-16 guarantees.
-template <typename T>
-inline bool fast8(__m256i bytes, __m256 enc, Nvfp4Compat compat) {
-  const float min_enc =
-      std::is_same_v<T, bf16> && compat == Nvfp4Compat::kTransformerEngine ? 0x1p-16f : 0.f;
-  const __m256 in_range = _mm256_and_ps(_mm256_cmp_ps(enc, _mm256_set1_ps(FLT_MAX), _CMP_LE_OQ),
-                                        _mm256_cmp_ps(enc, _mm256_set1_ps(min_enc), _CMP_GE_OQ));
-  const __m256i normal = _mm256_cmpgt_epi32(bytes, _mm256_set1_epi32(7));
-  return _mm256_movemask_ps(_mm256_and_ps(in_range, _mm256_castsi256_ps(normal))) == 0xff;
 }
 
 // ---- E2M1 rounding, round to nearest even ----------------------------------------------------
@@ -236,23 +239,22 @@ inline __m256i block_code_bytes(const T* x, __m256 enc, Nvfp4Compat compat) {
   return _mm256_or_si256(lo, _mm256_slli_epi32(hi, 4));
 }
 
-// The fast path for bf16 (see fast8): magnitudes from |x|, signs from the input bits as 16-bit
-// lanes (1 for negative, or for TE negative and nonzero), moved to bits 3 and 7 of each pair's
-// byte by one multiply-add (even lane * 8 + odd lane * 128).
+// The fast path for bf16 (see EncTable): magnitudes from |x|, signs from the input bits as 16-bit
+// lanes (-1 for negative, or for TE negative and nonzero: -x > 0 as int16, where 0x8000
+// negates to itself), moved to bits 3 and 7 of each pair's byte by one multiply-add (even
+// lane * -8 + odd lane * -128). Few constants: the loop keeps them all in registers.
 template <Nvfp4Compat kCompat>
 inline __m256i block_code_bytes_fast(const bf16* x, __m256 enc) {
   const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
+  const __m256i zero = _mm256_setzero_si256();
   const __m256i aw = _mm256_and_si256(w, _mm256_set1_epi16(0x7fff));
   const __m256i lo = e2m1_magnitudes8(_mm256_castsi256_ps(_mm256_slli_epi32(aw, 16)), enc);
-  const __m256i hi = e2m1_magnitudes8(
-      _mm256_castsi256_ps(_mm256_and_si256(aw, _mm256_set1_epi32(static_cast<int>(0xffff0000u)))),
-      enc);
-  const __m256i sign16 =
-      kCompat == Nvfp4Compat::kTorchao
-          ? _mm256_srli_epi16(w, 15)
-          : _mm256_min_epu16(_mm256_subs_epu16(w, _mm256_set1_epi16(static_cast<int16_t>(0x8000))),
-                             _mm256_set1_epi16(1));
-  const __m256i sign = _mm256_madd_epi16(sign16, _mm256_set1_epi32(0x00800008));
+  const __m256i hi = e2m1_magnitudes8(_mm256_castsi256_ps(_mm256_blend_epi16(aw, zero, 0x55)), enc);
+  const __m256i negative = kCompat == Nvfp4Compat::kTorchao
+                               ? _mm256_srai_epi16(w, 15)
+                               : _mm256_cmpgt_epi16(_mm256_sub_epi16(zero, w), zero);
+  const __m256i sign =
+      _mm256_madd_epi16(negative, _mm256_set1_epi32(static_cast<int>(0xff80fff8u)));
   return _mm256_or_si256(_mm256_or_si256(lo, _mm256_slli_epi32(hi, 4)), sign);
 }
 
@@ -276,21 +278,21 @@ inline void store_code_bytes4(const __m256i* bytes, uint8_t* q) {
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(q), out);
 }
 
-// Codes of 8 consecutive blocks with multipliers enc[0..7]: kFast if fast8 holds for them.
+// Codes of 8 consecutive blocks with scale bytes bytes[0..7]: kFast if fast8 holds for them.
 template <bool kFast, Nvfp4Compat kCompat, typename T>
-inline void codes_8_blocks(const T* x, const float* enc, uint8_t* q) {
+inline void codes_8_blocks(const T* x, const uint8_t* bytes, const EncTable& t, uint8_t* q) {
   for (int half = 0; half < 2; ++half) {
-    __m256i bytes[4];
+    __m256i code_bytes[4];
     for (int j = 0; j < 4; ++j) {
       const int blk = 4 * half + j;
-      const __m256 e = _mm256_set1_ps(enc[blk]);
+      const __m256 e = _mm256_broadcast_ss(&t.enc[bytes[blk]]);
       if constexpr (kFast && std::is_same_v<T, bf16>) {
-        bytes[j] = block_code_bytes_fast<kCompat>(x + 16 * blk, e);
+        code_bytes[j] = block_code_bytes_fast<kCompat>(x + 16 * blk, e);
       } else {
-        bytes[j] = block_code_bytes<!kFast>(x + 16 * blk, e, kCompat);
+        code_bytes[j] = block_code_bytes<!kFast>(x + 16 * blk, e, kCompat);
       }
     }
-    store_code_bytes4<T>(bytes, q + 32 * half);
+    store_code_bytes4<T>(code_bytes, q + 32 * half);
   }
 }
 

@@ -73,17 +73,27 @@ struct BlockScale {
   float enc;
 };
 
-inline BlockScale block_scale(const GlobalScales& g, float bamax) {
+// The element multiplier of a block whose scale byte is b (0..126).
+inline float block_enc(const GlobalScales& g, uint8_t b) {
+  if (g.compat == Nvfp4Compat::kTransformerEngine) {
+    return 1.f / (e4m3_decode(b) * g.te_decode);  // inf for a zero scale, as in TE
+  }
+  return g.ao_all_zero ? 0.f : g.ao_inv_pts / e4m3_decode(b);
+}
+
+inline uint8_t block_scale_byte(const GlobalScales& g, float bamax) {
   if (g.compat == Nvfp4Compat::kTransformerEngine) {
     const float ds = bamax * g.te_multiplier;  // never NaN: plain compares, no libm call
-    const uint8_t b = e4m3_encode(ds < kE4m3Max ? ds : kE4m3Max);
-    return {b, 1.f / (e4m3_decode(b) * g.te_decode)};  // inf for a zero scale, as in TE
+    return e4m3_encode(ds < kE4m3Max ? ds : kE4m3Max);
   }
-  if (g.ao_all_zero) return {e4m3_encode(kE4m3MinNormal), 0.f};
+  if (g.ao_all_zero) return e4m3_encode(kE4m3MinNormal);
   const float s = (bamax / kE2m1Max) / g.ao_pts;
-  const uint8_t b =
-      e4m3_encode(s < kE4m3MinNormal ? kE4m3MinNormal : (s < kE4m3Max ? s : kE4m3Max));
-  return {b, g.ao_inv_pts / e4m3_decode(b)};
+  return e4m3_encode(s < kE4m3MinNormal ? kE4m3MinNormal : (s < kE4m3Max ? s : kE4m3Max));
+}
+
+inline BlockScale block_scale(const GlobalScales& g, float bamax) {
+  const uint8_t b = block_scale_byte(g, bamax);
+  return {b, block_enc(g, b)};
 }
 
 // Scaled value -> code 0..15, clamped to [-6, 6] first. A NaN (0 * inf in a zero-scale TE

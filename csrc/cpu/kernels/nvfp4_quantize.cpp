@@ -143,61 +143,53 @@ void quantize_block_rne(const T* x, float enc, Nvfp4Compat compat, uint8_t* q) {
     q[nvfp4::kPairsInOrder<T> ? i : kPos[i]] = static_cast<uint8_t>(lanes[i]);
 }
 
-// Scales of 8 blocks from their amax: bytes stored, multipliers to enc[0..7], and whether
-// the codes may take the fast path (nvfp4::fast8).
-template <typename T>
-bool scales_8_blocks(const GlobalScales& g, __m256 amax, uint8_t* bytes_out, float* enc_out) {
-  __m256i bytes;
-  __m256 enc;
-  nvfp4::block_scale8(g, amax, bytes, enc);
+// Scale bytes of 8 blocks from their amax, stored; whether their codes take the fast path.
+inline bool scales_8_blocks(const GlobalScales& g, const nvfp4::EncTable& t, __m256 amax,
+                            uint8_t* bytes_out) {
+  const __m256i bytes = nvfp4::block_scale_bytes8(g, amax);
   nvfp4::store_bytes8(bytes, bytes_out);
-  _mm256_storeu_ps(enc_out, enc);
-  return nvfp4::fast8<T>(bytes, enc, g.compat);
+  return nvfp4::fast8(t, bytes);
 }
 
-// Codes of `groups` groups of 8 whole blocks of a row, with multipliers enc[8 * groups].
+// Codes of `groups` groups of 8 whole blocks of a row, with scale bytes bytes[8 * groups].
 template <Nvfp4Compat kCompat, typename T>
-void codes_of_groups(const T* row, int64_t groups, const float* enc, const uint8_t* fast,
-                     uint8_t* q) {
+void codes_of_groups(const T* row, int64_t groups, const uint8_t* bytes, const uint8_t* fast,
+                     const nvfp4::EncTable& t, uint8_t* q) {
   for (int64_t gi = 0; gi < groups; ++gi) {
     if (fast[gi]) {
-      nvfp4::codes_8_blocks<true, kCompat>(row + gi * 128, enc + gi * 8, q + gi * 64);
+      nvfp4::codes_8_blocks<true, kCompat>(row + gi * 128, bytes + gi * 8, t, q + gi * 64);
     } else {
-      nvfp4::codes_8_blocks<false, kCompat>(row + gi * 128, enc + gi * 8, q + gi * 64);
+      nvfp4::codes_8_blocks<false, kCompat>(row + gi * 128, bytes + gi * 8, t, q + gi * 64);
     }
   }
 }
 template <typename T>
-void codes_of_groups(Nvfp4Compat compat, const T* row, int64_t groups, const float* enc,
-                     const uint8_t* fast, uint8_t* q) {
+void codes_of_groups(Nvfp4Compat compat, const T* row, int64_t groups, const uint8_t* bytes,
+                     const uint8_t* fast, const nvfp4::EncTable& t, uint8_t* q) {
   if (compat == Nvfp4Compat::kTorchao) {
-    codes_of_groups<Nvfp4Compat::kTorchao>(row, groups, enc, fast, q);
+    codes_of_groups<Nvfp4Compat::kTorchao>(row, groups, bytes, fast, t, q);
   } else {
-    codes_of_groups<Nvfp4Compat::kTransformerEngine>(row, groups, enc, fast, q);
+    codes_of_groups<Nvfp4Compat::kTransformerEngine>(row, groups, bytes, fast, t, q);
   }
 }
 
 // 8 whole blocks of a row under stochastic rounding (1D scales).
 template <typename T>
-void quantize_8_blocks_sr(const T* x, const GlobalScales& g, const float* rand, uint8_t* scales,
-                          uint8_t* q) {
-  __m256i bytes;
-  __m256 enc;
-  nvfp4::block_scale8(g, nvfp4::block_amax8(x), bytes, enc);
-  nvfp4::store_bytes8(bytes, scales);
-  alignas(32) float enc_lanes[8];
-  _mm256_store_ps(enc_lanes, enc);
+void quantize_8_blocks_sr(const T* x, const GlobalScales& g, const nvfp4::EncTable& t,
+                          const float* rand, uint8_t* scales, uint8_t* q) {
+  nvfp4::store_bytes8(nvfp4::block_scale_bytes8(g, nvfp4::block_amax8(x)), scales);
   for (int j = 0; j < 8; ++j) {
     const float* rj = rand + 16 * j;
-    if (enc_lanes[j] <= FLT_MAX) {
+    const float enc = t.enc[scales[j]];
+    if (enc <= FLT_MAX) {
       __m256 a, b;
       load16(x + 16 * j, a, b);
-      const __m256 e = _mm256_set1_ps(enc_lanes[j]);
+      const __m256 e = _mm256_set1_ps(enc);
       pack16(codes8_sr(a, e, rj, g.compat), codes8_sr(b, e, rj + 8, g.compat), q + 8 * j);
     } else {
       float buf[16];
       load_block_scalar(x + 16 * j, 0, 16, buf);
-      quantize_block_scalar(buf, enc_lanes[j], rj, g.compat, q + 8 * j);
+      quantize_block_scalar(buf, enc, rj, g.compat, q + 8 * j);
     }
   }
 }
@@ -243,12 +235,18 @@ void quantize_block(const T* row, int64_t kb, int64_t cols, float enc, const flo
 
 // ---- rows -----------------------------------------------------------------------------------
 
+#if defined(__AVX2__)
+using Tables = nvfp4::EncTable;
+#else
+struct Tables {};
+#endif
+
 // Rows [r0, r1) with 1D (1x16) scales; the blocks past the last whole group of 8 one by one.
 template <typename T>
-void quantize_rows_1d(const Nvfp4QuantizeParams& p, const GlobalScales& g, int64_t r0, int64_t r1) {
+void quantize_rows_1d(const Nvfp4QuantizeParams& p, const GlobalScales& g,
+                      [[maybe_unused]] const Tables& t, int64_t r0, int64_t r1) {
   const T* x = static_cast<const T*>(p.x);
   const int64_t nb = ceil_div(p.cols, 16), kp = nb * 16, groups = p.cols / 128;
-  std::vector<float> enc(static_cast<size_t>(groups) * 8);
   std::vector<uint8_t> fast(static_cast<size_t>(groups));
   for (int64_t r = r0; r < r1; ++r) {
     const T* row = x + r * p.row_stride;
@@ -259,15 +257,13 @@ void quantize_rows_1d(const Nvfp4QuantizeParams& p, const GlobalScales& g, int64
 #if defined(__AVX2__)
     if (rand) {
       for (; (kb + 8) * 16 <= p.cols; kb += 8)
-        quantize_8_blocks_sr(row + kb * 16, g, rand + kb * 16, scales + kb, q + kb * 8);
+        quantize_8_blocks_sr(row + kb * 16, g, t, rand + kb * 16, scales + kb, q + kb * 8);
     } else {
       // All scales of the row first, then all codes: the scale arithmetic is a long dependency
       // chain per group, and with it out of the code loop the two loops run at throughput.
-      for (int64_t gi = 0; gi < groups; ++gi) {
-        fast[gi] = scales_8_blocks<T>(g, nvfp4::block_amax8(row + gi * 128), scales + gi * 8,
-                                      enc.data() + gi * 8);
-      }
-      codes_of_groups(p.compat, row, groups, enc.data(), fast.data(), q);
+      for (int64_t gi = 0; gi < groups; ++gi)
+        fast[gi] = scales_8_blocks(g, t, nvfp4::block_amax8(row + gi * 128), scales + gi * 8);
+      codes_of_groups(p.compat, row, groups, scales, fast.data(), t, q);
       kb = groups * 8;
     }
 #endif
@@ -281,7 +277,8 @@ void quantize_rows_1d(const Nvfp4QuantizeParams& p, const GlobalScales& g, int64
 
 // Rows [r0, r1) (at most 16: one row of tiles) with 2D (16x16) scales.
 template <typename T>
-void quantize_rows_2d(const Nvfp4QuantizeParams& p, const GlobalScales& g, int64_t r0, int64_t r1) {
+void quantize_rows_2d(const Nvfp4QuantizeParams& p, const GlobalScales& g,
+                      [[maybe_unused]] const Tables& t, int64_t r0, int64_t r1) {
   const T* x = static_cast<const T*>(p.x);
   const int64_t nb = ceil_div(p.cols, 16), kp = nb * 16;
   auto rand_of = [&](int64_t r, int64_t kb) {
@@ -291,17 +288,16 @@ void quantize_rows_2d(const Nvfp4QuantizeParams& p, const GlobalScales& g, int64
 #if defined(__AVX2__)
   if (p.rand == nullptr) {  // tiles 8 at a time: all scales first, then the codes row by row
     const int64_t groups = p.cols / 128;
-    std::vector<float> enc(static_cast<size_t>(groups) * 8);
     std::vector<uint8_t> bytes(static_cast<size_t>(groups) * 8), fast(static_cast<size_t>(groups));
     for (int64_t gi = 0; gi < groups; ++gi) {
       __m256 tile_amax = _mm256_setzero_ps();
       for (int64_t r = r0; r < r1; ++r)
         tile_amax = _mm256_max_ps(tile_amax, nvfp4::block_amax8(x + r * p.row_stride + gi * 128));
-      fast[gi] = scales_8_blocks<T>(g, tile_amax, bytes.data() + gi * 8, enc.data() + gi * 8);
+      fast[gi] = scales_8_blocks(g, t, tile_amax, bytes.data() + gi * 8);
     }
     for (int64_t r = r0; r < r1; ++r) {
       std::memcpy(p.scales + r * nb, bytes.data(), bytes.size());
-      codes_of_groups(p.compat, x + r * p.row_stride, groups, enc.data(), fast.data(),
+      codes_of_groups(p.compat, x + r * p.row_stride, groups, bytes.data(), fast.data(), t,
                       p.qdata + r * kp / 2);
     }
     kb = groups * 8;
@@ -323,18 +319,19 @@ void quantize_rows_2d(const Nvfp4QuantizeParams& p, const GlobalScales& g, int64
 template <typename T>
 void quantize_impl(const Nvfp4QuantizeParams& p) {
   const GlobalScales g = nvfp4::global_scales(p.amax, p.compat);
+  Tables t;
+#if defined(__AVX2__)
+  nvfp4::fill_enc_table(g, std::is_same_v<T, bf16>, t);
+#endif
   *p.tensor_scale = g.tensor_scale;
   const int64_t groups = ceil_div(p.rows, 16);
   const int threads = double(p.rows) * p.cols < 32768 ? 1 : p.num_threads;
-  // Last rows first: the abs-max pass just read the tensor front to back, so its tail is
-  // still in the last-level cache.
-  parallel_for(groups, threads, [&](int64_t item) {
-    const int64_t gi = groups - 1 - item;
+  parallel_for(groups, threads, [&](int64_t gi) {
     const int64_t r1 = std::min(p.rows, gi * 16 + 16);
     if (p.block_2d) {
-      quantize_rows_2d<T>(p, g, gi * 16, r1);
+      quantize_rows_2d<T>(p, g, t, gi * 16, r1);
     } else {
-      quantize_rows_1d<T>(p, g, gi * 16, r1);
+      quantize_rows_1d<T>(p, g, t, gi * 16, r1);
     }
   });
 }
