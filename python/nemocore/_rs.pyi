@@ -230,6 +230,8 @@ class TokenTable:
         """32-bit words in a mask row."""
     def token_bytes(self, id: int) -> bytes | None:
         """Bytes of a token id."""
+    def prepare(self, grammar: Grammar) -> None:
+        """Computes the token sets of every lexer state of ``grammar`` now."""
 
 @final
 class Matcher:
@@ -248,5 +250,5 @@ class Matcher:
         """Whether the text so far (plus the suffix) is a sentence."""
     def reset(self) -> None:
         """Back to the state after the prefix."""
-    def fill_mask(self, table: TokenTable) -> bytearray:
+    def fill_mask(self, table: TokenTable) -> bytes:
         """Allowed next tokens: ``table.mask_words`` little-endian 32-bit words."""

@@ -269,3 +269,39 @@ def test_tokenizer_info_from_nemocore_tokenizer():
         assert matcher.accept_token(i)
     assert matcher.accept_token(eos)
     assert matcher.is_terminated()
+
+
+def test_bitmask_rows_layouts_and_errors():
+    """Every bitmask layout gets the same row: the fast contiguous path (any row, negative
+    indices), rows wider than the vocabulary (tail cleared), strided and 1-D rows."""
+    info = small_info()
+    compiled = GrammarCompiler(info).compile_builtin("json")
+    matcher = GrammarMatcher(compiled)
+    assert matcher.accept_string('{"a": [1, ')
+    words = (info.vocab_size + 31) // 32
+    expected = allocate_token_bitmask(1, info.vocab_size)
+    matcher.fill_next_token_bitmask(expected)
+    batch = allocate_token_bitmask(4, info.vocab_size)
+    matcher.fill_next_token_bitmask(batch, index=2)
+    matcher.fill_next_token_bitmask(batch, index=-1)
+    assert torch.equal(batch[2], expected[0])
+    assert torch.equal(batch[3], expected[0])
+    assert (batch[0] == -1).all()
+    assert (batch[1] == -1).all()
+    wide = torch.full((2, words + 3), -1, dtype=torch.int32)
+    matcher.fill_next_token_bitmask(wide, index=1)
+    assert torch.equal(wide[1, :words], expected[0])
+    assert (wide[1, words:] == 0).all()
+    strided = torch.full((words, 2), -1, dtype=torch.int32).t()
+    matcher.fill_next_token_bitmask(strided, index=0)
+    assert torch.equal(strided[0], expected[0])
+    assert (strided[1] == -1).all()
+    flat = torch.full((words,), -1, dtype=torch.int32)
+    matcher.fill_next_token_bitmask(flat)
+    assert torch.equal(flat, expected[0])
+    with pytest.raises(IndexError, match="out of range"):
+        matcher.fill_next_token_bitmask(batch, index=4)
+    with pytest.raises(TypeError, match="int32"):
+        matcher.fill_next_token_bitmask(batch.to(torch.int64))
+    with pytest.raises(TypeError, match="CPU"):
+        matcher.fill_next_token_bitmask(torch.empty(1, words, dtype=torch.int32, device="meta"))

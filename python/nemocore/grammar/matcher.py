@@ -11,6 +11,7 @@ matcher.accept_token(next_id)
 
 from __future__ import annotations
 
+import ctypes
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -35,6 +36,8 @@ class CompiledGrammar:
     def __init__(self, grammar: Grammar, tokenizer_info: TokenizerInfo) -> None:
         self.grammar = grammar
         self.tokenizer_info = tokenizer_info
+        # The lexer half of every mask, computed once per grammar and tokenizer (compile time).
+        tokenizer_info.table.prepare(grammar._inner)
 
 
 class GrammarCompiler:
@@ -114,26 +117,39 @@ class GrammarMatcher:
             None if prefix is None else _as_bytes(prefix),
             None if suffix is None else _as_bytes(suffix),
         )
+        self._table = self._info.table
+        self._words = self._table.mask_words
         self._steps: list[bool] = []  # per accepted step: True for the stop token
         self._terminated = False
 
     def fill_next_token_bitmask(self, bitmask: torch.Tensor, index: int = 0) -> None:
         """Writes the allowed next tokens into row ``index`` of ``bitmask`` (int32
         ``(batch, ceil(vocab_size / 32))``, on the CPU). After termination nothing is allowed."""
-        if bitmask.dtype != torch.int32 or bitmask.dim() not in (1, 2):
-            raise TypeError(f"bitmask: expected an int32 (batch, words) tensor, got {bitmask}")
-        row = bitmask if bitmask.dim() == 1 else bitmask[index]
-        words = self._info.table.mask_words
-        if row.shape[-1] < words:
+        if bitmask.dtype != torch.int32 or bitmask.dim() not in (1, 2) or not bitmask.is_cpu:
+            raise TypeError(
+                f"bitmask: expected an int32 (batch, words) tensor on the CPU, got {bitmask.dtype} "
+                f"{tuple(bitmask.shape)} on {bitmask.device}; use allocate_token_bitmask"
+            )
+        words = self._words
+        width = bitmask.shape[-1]
+        if width < words:
             raise ValueError(
                 f"bitmask: rows need {words} words for vocab_size {self._info.vocab_size}, "
-                f"got {row.shape[-1]}; use allocate_token_bitmask(batch, vocab_size)"
+                f"got {width}; use allocate_token_bitmask(batch, vocab_size)"
             )
+        if bitmask.dim() == 2 and not -bitmask.shape[0] <= index < bitmask.shape[0]:
+            raise IndexError(f"index {index} is out of range for {bitmask.shape[0]} rows")
         if self._terminated:
-            row.zero_()
+            (bitmask if bitmask.dim() == 1 else bitmask[index]).zero_()
             return
-        mask = torch.frombuffer(self._inner.fill_mask(self._info.table), dtype=torch.int32)
-        row[:words].copy_(mask)
+        mask = self._inner.fill_mask(self._table)
+        if bitmask.stride(-1) == 1 and width == words:
+            # The common case (a contiguous row): one copy, no tensor views.
+            row = index % bitmask.shape[0] if bitmask.dim() == 2 else 0
+            ctypes.memmove(bitmask.data_ptr() + 4 * row * bitmask.stride(0), mask, 4 * words)
+            return
+        row = bitmask if bitmask.dim() == 1 else bitmask[index]
+        row[:words].copy_(torch.frombuffer(bytearray(mask), dtype=torch.int32))
         row[words:].zero_()
 
     def accept_token(self, token_id: int) -> bool:

@@ -257,3 +257,46 @@ fn big_vocabulary_masks_are_sound_and_complete() {
     let t = table(big_vocab(), 3);
     random_walks(&g, &t, 3, 12);
 }
+
+/// Masks of a table whose lexer sets were computed ahead of time
+/// ([`TokenTable::prepare`]) equal a lazy table's, which equal brute force.
+#[test]
+fn prepared_tables_give_the_same_masks() {
+    let src = "start: item+\nitem: WORD | NUMBER | \"[\" item* \"]\" | ESCAPED_STRING\n%import common.WORD\n%import common.NUMBER\n%import common.ESCAPED_STRING\n%import common.WS\n%ignore WS\n";
+    for (grammar, vocab) in [(JSON_LARK, json_vocab()), (src, big_vocab())] {
+        let g = Arc::new(Grammar::from_lark(grammar).unwrap());
+        let prepared = table(vocab.clone(), 0);
+        prepared.prepare(&g);
+        let lazy = table(vocab, 0);
+        let mut rng = Rng(7);
+        let mut m = Matcher::new(Arc::clone(&g), b"", None).unwrap();
+        let mut a = vec![0u32; lazy.vocab_size().div_ceil(32)];
+        let mut b = a.clone();
+        for _ in 0..30 {
+            m.fill_mask(&prepared, &mut a);
+            m.fill_mask(&lazy, &mut b);
+            assert_eq!(a, b);
+            check_mask(&mut m, &lazy, &b);
+            let allowed: Vec<usize> = (2..lazy.vocab_size()).filter(|&i| bit(&b, i)).collect();
+            let Some(&pick) = allowed.get(rng.below(allowed.len().max(1))) else {
+                break;
+            };
+            assert!(m.accept_bytes(lazy.token_bytes(pick as u32).unwrap()));
+        }
+    }
+}
+
+/// Many documents through one grammar: later masks come from the grammar's
+/// memo (states with the same future as earlier ones) and must still be
+/// exact, for both tables sharing the grammar.
+#[test]
+fn memoised_masks_stay_exact_across_documents() {
+    let g = Arc::new(Grammar::from_lark(JSON_LARK).unwrap());
+    let small = table(json_vocab(), 7);
+    random_walks(&g, &small, 24, 40);
+    let big = table(big_vocab(), 3);
+    let src = "start: item+\nitem: WORD | NUMBER | \"[\" item* \"]\" | ESCAPED_STRING\n%import common.WORD\n%import common.NUMBER\n%import common.ESCAPED_STRING\n%import common.WS\n%ignore WS\n";
+    let g2 = Arc::new(Grammar::from_lark(src).unwrap());
+    random_walks(&g2, &big, 6, 30);
+    random_walks(&g, &small, 4, 40);
+}

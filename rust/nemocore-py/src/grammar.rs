@@ -14,7 +14,7 @@ use nemocore_core::Error;
 use nemocore_core::grammar::{Grammar, GrammarOptions, Matcher, TokenTable};
 use nemocore_core::grammar_text;
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes};
+use pyo3::types::PyBytes;
 
 use crate::call;
 
@@ -124,6 +124,16 @@ impl PyTokenTable {
         })
     }
 
+    /// Computes the token sets of every lexer state of `grammar` now
+    /// (compile time) instead of at its first mask.
+    fn prepare(&self, py: Python<'_>, grammar: &PyGrammar) -> PyResult<()> {
+        let (table, grammar) = (Arc::clone(&self.inner), Arc::clone(&grammar.inner));
+        call(py, || {
+            table.prepare(&grammar);
+            Ok(())
+        })
+    }
+
     /// The model's vocabulary size (bits in a mask row).
     #[getter]
     fn vocab_size(&self) -> usize {
@@ -216,7 +226,7 @@ impl PyMatcher {
         &self,
         py: Python<'py>,
         table: &PyTokenTable,
-    ) -> PyResult<Bound<'py, PyByteArray>> {
+    ) -> PyResult<Bound<'py, PyBytes>> {
         let table = Arc::clone(&table.inner);
         let words = call(py, || {
             self.with(|m| {
@@ -225,7 +235,11 @@ impl PyMatcher {
                 Ok(words)
             })
         })?;
-        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
-        Ok(PyByteArray::new(py, &bytes))
+        PyBytes::new_with(py, 4 * words.len(), |bytes| {
+            for (b, w) in bytes.chunks_exact_mut(4).zip(&words) {
+                b.copy_from_slice(&w.to_le_bytes());
+            }
+            Ok(())
+        })
     }
 }

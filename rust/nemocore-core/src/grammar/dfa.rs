@@ -130,6 +130,11 @@ impl Dfa {
         self.trans[state as usize * 256 + byte as usize]
     }
 
+    /// Number of states (all live: dead ends are pruned).
+    pub fn num_states(&self) -> usize {
+        self.accepting.len()
+    }
+
     /// Whether the bytes that led to `state` form a whole match.
     #[inline]
     pub fn is_accepting(&self, state: u32) -> bool {

@@ -10,6 +10,7 @@
 use super::Compiled;
 use super::dfa::DEAD;
 use super::earley::Chart;
+use super::memo::{MemoInner, UNKNOWN};
 
 /// A lexer thread: terminal `term` in DFA state `state`, started at column `col`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +30,9 @@ pub struct DynState {
     threads: Vec<Thread>,
     /// `pos_threads[p]`: where byte position `p`'s threads start in `threads`.
     pos_threads: Vec<usize>,
+    /// Memo signatures of the first columns (see `memo.rs`), of `sig_epoch`.
+    sigs: Vec<u32>,
+    sig_epoch: u32,
 }
 
 impl DynState {
@@ -38,6 +42,8 @@ impl DynState {
             chart: Chart::new(&g.tables),
             threads: Vec::new(),
             pos_threads: vec![0],
+            sigs: Vec::new(),
+            sig_epoch: 0,
         };
         s.chart.begin();
         s.chart.predict_start(&g.tables);
@@ -109,6 +115,12 @@ impl DynState {
         self.is_viable()
     }
 
+    /// Whether the last byte ended a lexeme (its column holds items).
+    pub(crate) fn lexeme_ended(&self) -> bool {
+        let col = self.chart.len() - 1;
+        !self.chart.col_is_empty(col) || self.chart.accepts(col)
+    }
+
     /// The chart (one column per byte position).
     pub fn chart(&self) -> &Chart {
         &self.chart
@@ -132,5 +144,40 @@ impl DynState {
         self.chart.truncate(n + 1);
         self.threads.truncate(self.pos_threads[n + 1]);
         self.pos_threads.truncate(n + 1);
+        self.sigs.truncate(n + 1);
+    }
+
+    /// This state's id in `memo` (see `memo.rs`): interns the signatures
+    /// of the columns not signed yet, then the last column's signature with
+    /// the sorted live threads `(terminal, DFA state, signature of the
+    /// lexeme's first column)`. Equal ids mean equal futures.
+    pub(crate) fn state_id(&mut self, memo: &mut MemoInner, key: &mut Vec<u32>) -> u32 {
+        if self.sig_epoch != memo.epoch() {
+            self.sigs.clear();
+            self.sig_epoch = memo.epoch();
+        }
+        let n = self.chart.len();
+        while self.sigs.len() < n {
+            let here = self.sigs.len();
+            let view = self.chart.view(here);
+            let here32 = u32::try_from(here).unwrap_or(UNKNOWN);
+            let sig = memo.column_signature(&view, here32, &self.sigs);
+            self.sigs.push(sig);
+        }
+        let threads = self.threads();
+        let mut named: Vec<[u32; 3]> = threads
+            .iter()
+            .map(|t| [t.term, t.state, self.sigs[t.col as usize]])
+            .collect();
+        named.sort_unstable();
+        named.dedup();
+        key.clear();
+        key.push(self.sigs[n - 1]);
+        key.extend(named.iter().flatten());
+        let single = match threads {
+            [t] => Some((t.term, t.state)),
+            _ => None,
+        };
+        memo.state_id(key, single)
     }
 }

@@ -448,6 +448,17 @@ impl Chart {
         out
     }
 
+    /// Column `col` as [`memo`](super::memo) signs it: acceptance, the
+    /// predicted nonterminals and the items begun before it.
+    pub fn view(&self, col: usize) -> super::memo::ColumnView<'_> {
+        let c = self.cols[col];
+        super::memo::ColumnView {
+            accept: c.accept,
+            preds: &self.preds[c.preds as usize..c.preds_end as usize],
+            items: &self.items[c.items as usize..c.items_end as usize],
+        }
+    }
+
     /// Whether the input up to column `col` is a whole sentence.
     pub fn accepts(&self, col: usize) -> bool {
         self.cols[col].accept

@@ -13,33 +13,35 @@
 //! log). Every other token kills every thread before any lexeme ends and
 //! is disallowed.
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use rustc_hash::FxHashMap;
 
-use super::Compiled;
+use super::Grammar;
 use super::dfa::{DEAD, Dfa};
-use super::state::State;
 use super::trie::Trie;
 use crate::error::{Error, Result};
 
 /// Per (terminal, DFA state): tokens that stay inside the lexeme, and the
 /// trie ranges of tokens that reach the end of a lexeme.
 #[derive(Debug)]
-struct TokenSets {
-    inside: Vec<u32>,
-    ranges: Vec<(u32, u32)>,
+pub(crate) struct TokenSets {
+    pub(crate) inside: Vec<u32>,
+    pub(crate) ranges: Vec<(u32, u32)>,
 }
 
 /// A vocabulary prepared for masks: built once per tokenizer, shared by
 /// every matcher (and every grammar) that uses it.
 #[derive(Debug)]
 pub struct TokenTable {
+    /// Unique per table made in this process (memoised masks are per table).
+    pub(crate) id: u64,
     tokens: Vec<Vec<u8>>,
     vocab_size: usize,
     eos: Vec<u32>,
     is_eos: Vec<bool>,
-    trie: Trie,
+    pub(crate) trie: Trie,
     /// Token sets per terminal regex (so grammars with the same terminal
     /// share them) and DFA state.
     cache: Mutex<FxHashMap<String, FxHashMap<u32, Arc<TokenSets>>>>,
@@ -96,6 +98,7 @@ impl TokenTable {
             Trie::new(entries)
         };
         Ok(TokenTable {
+            id: NEXT_TABLE_ID.fetch_add(1, Ordering::Relaxed),
             tokens,
             vocab_size,
             eos: eos.to_vec(),
@@ -131,7 +134,7 @@ impl TokenTable {
         self.vocab_size.div_ceil(32)
     }
 
-    fn sets(&self, pattern: &str, state: u32, dfa: &Dfa) -> Arc<TokenSets> {
+    pub(crate) fn sets(&self, pattern: &str, state: u32, dfa: &Dfa) -> Arc<TokenSets> {
         let cached = self
             .cache
             .lock()
@@ -149,6 +152,122 @@ impl TokenTable {
             .or_default()
             .insert(state, Arc::clone(&sets));
         sets
+    }
+
+    /// Computes ahead of time the token sets of every state of every
+    /// terminal of `grammar` (those of terminals with more than
+    /// [`MAX_PREPARED_STATES`] states stay lazy), so that masks rarely
+    /// meet an uncached lexer state: the context-independent half of every
+    /// mask, as xgrammar's compiler builds it. Work items (a terminal and
+    /// up to [`PREPARE_CHUNK`] of its states, one trie walk each) are
+    /// spread over up to [`MAX_PREPARE_THREADS`] threads.
+    pub fn prepare(&self, grammar: &Grammar) {
+        let mut work: Vec<(&str, &Dfa, Vec<u32>)> = Vec::new();
+        {
+            let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+            for term in &grammar.compiled.ir.terms {
+                let Some(dfa) = &term.dfa else { continue };
+                if dfa.num_states() > MAX_PREPARED_STATES {
+                    continue;
+                }
+                let have = cache.get(&term.pattern);
+                let missing: Vec<u32> = (0..dfa.num_states())
+                    .filter_map(|s| u32::try_from(s).ok())
+                    .filter(|s| have.is_none_or(|m| !m.contains_key(s)))
+                    .collect();
+                for chunk in missing.chunks(PREPARE_CHUNK) {
+                    work.push((&term.pattern, dfa, chunk.to_vec()));
+                }
+            }
+        }
+        work.sort_by(|a, b| a.0.cmp(b.0));
+        work.dedup_by(|a, b| a.0 == b.0 && a.2 == b.2);
+        let next = AtomicUsize::new(0);
+        let run = || {
+            let mut done = Vec::new();
+            while let Some((pattern, dfa, states)) = work.get(next.fetch_add(1, Ordering::Relaxed))
+            {
+                done.push((*pattern, states, self.compute_all_sets(dfa, states)));
+            }
+            done
+        };
+        let threads = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .clamp(1, MAX_PREPARE_THREADS)
+            .min(work.len());
+        let results: Vec<_> = if threads <= 1 {
+            run()
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..threads).map(|_| scope.spawn(run)).collect();
+                // A panicking worker loses only its share (computed lazily later).
+                handles
+                    .into_iter()
+                    .filter_map(|h| h.join().ok())
+                    .flatten()
+                    .collect()
+            })
+        };
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        for (pattern, states, sets) in results {
+            let entry = cache.entry(pattern.to_string()).or_default();
+            for (&s, sets) in states.iter().zip(sets) {
+                entry.entry(s).or_insert_with(|| Arc::new(sets));
+            }
+        }
+    }
+
+    /// [`compute_sets`](Self::compute_sets) for many start states in one
+    /// walk: each trie node advances the starts still alive on its path.
+    fn compute_all_sets(&self, dfa: &Dfa, starts: &[u32]) -> Vec<TokenSets> {
+        let trie = &self.trie;
+        let mut out: Vec<TokenSets> = starts
+            .iter()
+            .map(|_| TokenSets {
+                inside: vec![0u32; self.mask_words()],
+                ranges: Vec::new(),
+            })
+            .collect();
+        // Live (start index, state, an accepting state passed) per depth:
+        // depth d's entries are `live[level[d]..]` up to the next level.
+        let mut live: Vec<(u32, u32, bool)> = starts
+            .iter()
+            .enumerate()
+            .map(|(k, &s)| (u32::try_from(k).unwrap_or(u32::MAX), s, false))
+            .collect();
+        let mut level: Vec<usize> = vec![0];
+        let mut node = 1;
+        while node < trie.len() {
+            let depth = trie.depth[node] as usize;
+            if level.len() > depth {
+                live.truncate(level[depth]);
+                level.truncate(depth);
+            }
+            let (from, to) = (level[depth - 1], live.len());
+            let (byte, end) = (trie.byte[node], trie.end[node]);
+            for e in from..to {
+                let (k, s, passed) = live[e];
+                let sets = &mut out[k as usize];
+                let next = dfa.next(s, byte);
+                if next == DEAD {
+                    if passed {
+                        push_range(&mut sets.ranges, node, end);
+                    }
+                    continue;
+                }
+                for &id in trie.ids_at(node) {
+                    set_bit(&mut sets.inside, id);
+                }
+                live.push((k, next, passed || dfa.is_accepting(next)));
+            }
+            if live.len() == to {
+                node = end as usize;
+                continue;
+            }
+            level.push(to);
+            node += 1;
+        }
+        out
     }
 
     /// Splits the vocabulary for a thread in DFA state `start`: tokens
@@ -190,10 +309,7 @@ impl TokenTable {
             let end = t.end[i];
             if s == DEAD {
                 if passed {
-                    match ranges.last_mut() {
-                        Some(last) if last.1 as usize == i => last.1 = end,
-                        _ => ranges.push((u32::try_from(i).unwrap_or(u32::MAX), end)),
-                    }
+                    push_range(&mut ranges, i, end);
                 }
                 i = end as usize;
                 continue;
@@ -208,7 +324,7 @@ impl TokenTable {
     }
 
     /// Cached [`split_subtree`](Self::split_subtree) below `node`.
-    fn subtree_sets(
+    pub(crate) fn subtree_sets(
         &self,
         pattern: &str,
         state: u32,
@@ -242,7 +358,7 @@ impl TokenTable {
 }
 
 /// Subtrees with fewer nodes are walked instead of looked up.
-const MIN_SUBTREE: usize = 48;
+pub(crate) const MIN_SUBTREE: usize = 48;
 
 /// Most cached subtree splits (beyond it they are computed each time).
 const MAX_SUBTREE_ENTRIES: usize = 50_000;
@@ -250,170 +366,30 @@ const MAX_SUBTREE_ENTRIES: usize = 50_000;
 /// The split below one trie node: tokens that keep the thread alive, and
 /// preorder ranges the parser must decide.
 #[derive(Debug)]
-struct SubtreeSets {
-    alive: Vec<u32>,
-    ranges: Vec<(u32, u32)>,
+pub(crate) struct SubtreeSets {
+    pub(crate) alive: Vec<u32>,
+    pub(crate) ranges: Vec<(u32, u32)>,
+}
+
+/// Ids of token tables (memoised masks are per table).
+static NEXT_TABLE_ID: AtomicU64 = AtomicU64::new(0);
+
+/// Most DFA states of one terminal that [`TokenTable::prepare`] computes.
+const MAX_PREPARED_STATES: usize = 4096;
+/// DFA states per work item (trie walk) of [`TokenTable::prepare`].
+const PREPARE_CHUNK: usize = 32;
+/// Most threads [`TokenTable::prepare`] runs on (xgrammar's default too).
+const MAX_PREPARE_THREADS: usize = 8;
+
+/// Appends the preorder range `i..end`, joining it to the last if adjacent.
+fn push_range(ranges: &mut Vec<(u32, u32)>, i: usize, end: u32) {
+    match ranges.last_mut() {
+        Some(last) if last.1 as usize == i => last.1 = end,
+        _ => ranges.push((u32::try_from(i).unwrap_or(u32::MAX), end)),
+    }
 }
 
 #[inline]
-fn set_bit(mask: &mut [u32], id: u32) {
+pub(crate) fn set_bit(mask: &mut [u32], id: u32) {
     mask[(id / 32) as usize] |= 1 << (id % 32);
-}
-
-/// Reusable buffers of one matcher's mask computation.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct Scratch {
-    ranges: Vec<(u32, u32)>,
-    threads: Vec<(u32, u32)>,
-}
-
-/// Fills `mask` for `state` (ids of EOS excluded; the caller sets them).
-pub(crate) fn fill(
-    g: &Compiled,
-    state: &mut State,
-    table: &TokenTable,
-    mask: &mut [u32],
-    scratch: &mut Scratch,
-) {
-    mask.fill(0);
-    scratch.ranges.clear();
-    scratch.threads.clear();
-    let mut full_walk = false;
-    match state {
-        State::Dyn(s) => scratch
-            .threads
-            .extend(s.threads().iter().map(|t| (t.term, t.state))),
-        State::Py(s) => {
-            full_walk = s.has_fallback();
-            scratch.threads.extend_from_slice(s.threads());
-        }
-    }
-    scratch.threads.sort_unstable();
-    scratch.threads.dedup();
-    if full_walk {
-        scratch
-            .ranges
-            .push((1, u32::try_from(table.trie.len()).unwrap_or(u32::MAX)));
-    } else {
-        for &(term, st) in &scratch.threads {
-            let Some(dfa) = g.dfa(term) else { continue };
-            let sets = table.sets(&g.ir.terms[term as usize].pattern, st, dfa);
-            let counts_inside = match (&*state, &g.python) {
-                (State::Py(s), Some(py)) => s.acceptable(g, py, term),
-                _ => true,
-            };
-            if counts_inside {
-                for (m, w) in mask.iter_mut().zip(&sets.inside) {
-                    *m |= *w;
-                }
-            }
-            scratch.ranges.extend_from_slice(&sets.ranges);
-        }
-        merge(&mut scratch.ranges);
-    }
-    // Lexemes begun before this token are covered by the root's sets,
-    // unless the full walk skipped them.
-    let since = (!full_walk).then_some(state.len());
-    walk(g, state, table, &scratch.ranges, since, mask);
-}
-
-fn merge(ranges: &mut Vec<(u32, u32)>) {
-    ranges.sort_unstable();
-    let mut out = 0;
-    for i in 0..ranges.len() {
-        if out > 0 && ranges[i].0 <= ranges[out - 1].1 {
-            ranges[out - 1].1 = ranges[out - 1].1.max(ranges[i].1);
-        } else {
-            ranges[out] = ranges[i];
-            out += 1;
-        }
-    }
-    ranges.truncate(out);
-}
-
-/// Walks the trie nodes whose subtree meets `ranges`, feeding bytes to
-/// `state`; sets the bit of every token inside `ranges` that keeps it viable.
-fn walk(
-    g: &Compiled,
-    state: &mut State,
-    table: &TokenTable,
-    ranges: &[(u32, u32)],
-    since: Option<usize>,
-    mask: &mut [u32],
-) {
-    let base = state.len();
-    let trie = &table.trie;
-    let ctx = Walk {
-        g,
-        table,
-        base,
-        since,
-    };
-    walk_nodes(&ctx, state, ranges, (1, trie.len()), mask);
-    state.truncate(base);
-}
-
-/// What stays fixed during one walk.
-#[derive(Clone, Copy)]
-struct Walk<'a> {
-    g: &'a Compiled,
-    table: &'a TokenTable,
-    base: usize,
-    since: Option<usize>,
-}
-
-/// [`walk`] over the nodes `span.0..span.1`. Where only one lexer thread
-/// is left, inside a lexeme that began within the token (the root's sets
-/// cover lexemes begun before), its cached split below the node marks the
-/// tokens that stay in the lexeme and names the subtrees to walk on.
-fn walk_nodes(
-    ctx: &Walk<'_>,
-    state: &mut State,
-    ranges: &[(u32, u32)],
-    span: (usize, usize),
-    mask: &mut [u32],
-) {
-    let Walk {
-        g,
-        table,
-        base,
-        since,
-    } = *ctx;
-    let trie = &table.trie;
-    let mut r = 0;
-    let mut i = span.0;
-    while i < span.1 {
-        while r < ranges.len() && ranges[r].1 as usize <= i {
-            r += 1;
-        }
-        let Some(&(lo, _)) = ranges.get(r) else { break };
-        let end = trie.end[i] as usize;
-        if lo as usize >= end {
-            i = end;
-            continue;
-        }
-        state.truncate(base + trie.depth[i] as usize - 1);
-        if !state.push(g, trie.byte[i]) {
-            i = end;
-            continue;
-        }
-        if lo as usize <= i {
-            for &id in trie.ids_at(i) {
-                set_bit(mask, id);
-            }
-        }
-        if end > i + MIN_SUBTREE
-            && let Some((term, st, accepted)) = state.single_thread(g, since)
-            && let Some(dfa) = g.dfa(term)
-        {
-            let sets = table.subtree_sets(&g.ir.terms[term as usize].pattern, st, i, accepted, dfa);
-            for &id in &sets.alive {
-                set_bit(mask, id);
-            }
-            walk_nodes(ctx, state, &sets.ranges, (i + 1, end), mask);
-            i = end;
-            continue;
-        }
-        i += 1;
-    }
 }

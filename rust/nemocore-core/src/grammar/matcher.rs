@@ -11,8 +11,9 @@
 
 use std::sync::Arc;
 
-use super::mask::{self, Scratch, TokenTable};
+use super::mask::TokenTable;
 use super::state::State;
+use super::walk::{self, Scratch};
 use super::{Compiled, Grammar};
 use crate::error::{Error, Result};
 
@@ -139,7 +140,7 @@ impl Matcher {
     pub fn fill_mask(&mut self, table: &TokenTable, mask: &mut [u32]) {
         let g = &*self.active;
         self.words.resize(table.mask_words(), 0);
-        mask::fill(
+        walk::fill(
             g,
             &mut self.state,
             table,

@@ -39,10 +39,12 @@ mod ir;
 mod lark;
 mod mask;
 mod matcher;
+mod memo;
 mod python;
 mod quotient;
 mod state;
 mod trie;
+mod walk;
 
 use std::sync::{Arc, OnceLock};
 
@@ -84,6 +86,8 @@ pub(crate) struct Compiled {
     /// Whether ignored lexemes may end the input (false for right-quotient
     /// grammars, which spell out where they may).
     pub(crate) trailing_ignore: bool,
+    /// Masks of the states seen so far (dynamic mode).
+    pub(crate) memo: memo::MaskMemo,
 }
 
 impl Compiled {
@@ -99,6 +103,7 @@ impl Compiled {
             ignored,
             python,
             trailing_ignore: true,
+            memo: memo::MaskMemo::default(),
         }
     }
 

@@ -1,0 +1,180 @@
+//! Memoised parse states of the dynamic lexing mode: whole masks, and a
+//! lazily built automaton over states for the token-trie walk.
+//!
+//! Two parse states whose futures are the same get the same mask, and the
+//! same state after any byte. The future of a dynamic state depends on its
+//! columns only through the items they hold and, recursively, the columns
+//! those items began in (scans, completions and ignored lexemes read
+//! `cols[origin]`; nothing reads a column's position). Hash-consing that
+//! structure gives every column a *signature*: equal for two columns iff
+//! their items, predictions and acceptance are equal with every origin
+//! replaced by the origin column's signature. A state is then named by its
+//! last column's signature and its live lexer threads `(terminal, DFA
+//! state, signature of the column the lexeme began in)`: equal names mean
+//! equal futures, without approximation. Interned names are *state ids*.
+//!
+//! - Masks are memoised per (token table, state id): inside the third
+//!   record of a JSON array the states have the second record's ids.
+//! - Transitions `(state id, byte) -> state id` are memoised too, so the
+//!   trie walk of a new state mostly looks bytes up instead of running the
+//!   parser: after `"a"` and after `"b"` the parser is in the same state,
+//!   and the bytes that follow each are looked up once.
+//!
+//! Everything is per grammar, shared by its matchers, and bounded: when a
+//! fill could overflow the budget the memo is reset (a new epoch, which
+//! invalidates the signatures cached in the states).
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rustc_hash::FxHashMap;
+
+/// Cached signature of a column not computed yet.
+pub(crate) const UNKNOWN: u32 = u32::MAX;
+/// The state id of a non-viable input.
+pub(crate) const DEAD_STATE: u32 = u32::MAX;
+/// Stands for "this column" as an origin inside its own signature.
+const SELF: u32 = u32::MAX - 1;
+
+/// Most entries (signatures, states, transitions) per grammar.
+const MAX_ENTRIES: usize = 1 << 21;
+/// Most mask bytes kept per grammar before they are dropped.
+const MAX_MASK_BYTES: usize = 32 << 20;
+
+/// The memo of one grammar.
+#[derive(Debug, Default)]
+pub(crate) struct MaskMemo {
+    inner: Mutex<MemoInner>,
+}
+
+impl MaskMemo {
+    /// Runs `f` with the memo locked (fills on one grammar serialise).
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&mut MemoInner) -> T) -> T {
+        f(&mut self.inner.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct MemoInner {
+    signatures: FxHashMap<Box<[u32]>, u32>,
+    states: FxHashMap<Box<[u32]>, u32>,
+    /// Per state id: its only lexer thread `(terminal, DFA state)`, if one.
+    single: Vec<Option<(u32, u32)>>,
+    /// `(state id, byte) -> (state id, a lexeme ended on the byte)`.
+    transitions: FxHashMap<(u32, u8), (u32, bool)>,
+    /// Keyed by (token table id, state id).
+    masks: FxHashMap<(u64, u32), Arc<[u32]>>,
+    mask_bytes: usize,
+    epoch: u32,
+    /// Scratch for building a signature.
+    buf: Vec<u32>,
+    pairs: Vec<(u32, u32)>,
+}
+
+/// A column as its signature sees it.
+pub(crate) struct ColumnView<'a> {
+    pub accept: bool,
+    /// Nonterminals predicted in the column (sorted).
+    pub preds: &'a [u32],
+    /// Items begun before the column, `(dotted item, origin column)`.
+    pub items: &'a [(u32, u32)],
+}
+
+impl MemoInner {
+    /// The epoch of the ids handed out now.
+    pub(crate) fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
+    /// Resets the memo unless `headroom` more entries fit (call before a
+    /// fill that may add up to that many; ids stay valid during the fill).
+    pub(crate) fn make_room(&mut self, headroom: usize) {
+        let used = self.signatures.len() + self.states.len() + self.transitions.len();
+        if used + headroom > MAX_ENTRIES.max(2 * headroom) {
+            self.signatures.clear();
+            self.states.clear();
+            self.single.clear();
+            self.transitions.clear();
+            self.masks.clear();
+            self.mask_bytes = 0;
+            self.epoch = self.epoch.wrapping_add(1);
+        }
+    }
+
+    /// The signature of column `here`; `sigs[o]` must hold the signature of
+    /// every earlier column `o` its items began in.
+    pub(crate) fn column_signature(
+        &mut self,
+        col: &ColumnView<'_>,
+        here: u32,
+        sigs: &[u32],
+    ) -> u32 {
+        let pairs = &mut self.pairs;
+        pairs.clear();
+        pairs.extend(
+            col.items
+                .iter()
+                .map(|&(d, o)| (d, if o == here { SELF } else { sigs[o as usize] })),
+        );
+        pairs.sort_unstable();
+        pairs.dedup();
+        let buf = &mut self.buf;
+        buf.clear();
+        buf.push(u32::from(col.accept));
+        buf.push(u32::try_from(col.preds.len()).unwrap_or(u32::MAX));
+        buf.extend_from_slice(col.preds);
+        buf.extend(pairs.iter().flat_map(|&(d, o)| [d, o]));
+        intern(&mut self.signatures, buf)
+    }
+
+    /// The id of the state named `key` (see the module notes), whose only
+    /// lexer thread is `single` if it has one.
+    pub(crate) fn state_id(&mut self, key: &[u32], single: Option<(u32, u32)>) -> u32 {
+        let id = intern(&mut self.states, key);
+        if id as usize == self.single.len() {
+            self.single.push(single);
+        }
+        id
+    }
+
+    /// The only lexer thread `(terminal, DFA state)` of state `id`.
+    pub(crate) fn single_thread(&self, id: u32) -> Option<(u32, u32)> {
+        self.single.get(id as usize).copied().flatten()
+    }
+
+    /// The state after `byte` from state `id` ([`DEAD_STATE`] if the byte
+    /// makes the input non-viable) and whether a lexeme ended on it, if known.
+    pub(crate) fn transition(&self, id: u32, byte: u8) -> Option<(u32, bool)> {
+        self.transitions.get(&(id, byte)).copied()
+    }
+
+    /// Records the state after `byte` from state `id`.
+    pub(crate) fn set_transition(&mut self, id: u32, byte: u8, next: (u32, bool)) {
+        self.transitions.insert((id, byte), next);
+    }
+
+    /// The memoised mask of state `id` for token table `table`.
+    pub(crate) fn mask(&self, table: u64, id: u32) -> Option<Arc<[u32]>> {
+        self.masks.get(&(table, id)).cloned()
+    }
+
+    /// Remembers `mask` for state `id`; masks are dropped when they exceed
+    /// their budget (the next states rebuild them).
+    pub(crate) fn insert_mask(&mut self, table: u64, id: u32, mask: &[u32]) {
+        if self.mask_bytes + size_of_val(mask) > MAX_MASK_BYTES {
+            self.masks.clear();
+            self.mask_bytes = 0;
+        }
+        self.mask_bytes += size_of_val(mask);
+        self.masks.insert((table, id), mask.into());
+    }
+}
+
+/// The id of `key` in `ids` (a new one if absent).
+fn intern(ids: &mut FxHashMap<Box<[u32]>, u32>, key: &[u32]) -> u32 {
+    if let Some(&id) = ids.get(key) {
+        return id;
+    }
+    let id = u32::try_from(ids.len()).unwrap_or(SELF - 1);
+    ids.insert(key.into(), id);
+    id
+}
