@@ -119,3 +119,21 @@ def test_isa_variants_agree_on_wide_rows():
         kernels.set_cpu_isa(before)
     for base, best in outs.values():
         assert_same(best, base)
+
+
+def test_te_sign_of_products_that_underflow():
+    # TE's sign is "x * enc < 0": a negative x whose product underflows to -0.0 gets code 0,
+    # not 8. Blocks with amax 2^20 have enc = 6 * 2^-20, where -2^-133 (bf16's smallest)
+    # underflows and -2^-130 does not; blocks with amax 1 keep every product nonzero.
+    x = torch.zeros(3, 256)
+    x[:, ::16] = 2.0**20
+    x[1, ::16] = 1.0
+    x[:, 1::16] = -(2.0**-133)
+    x[:, 2::16] = -(2.0**-130)
+    x[:, 3::16] = -0.0
+    x[:, 4::16] = -(2.0**-100)
+    for dtype in (torch.float32, torch.bfloat16):
+        check(x.to(dtype))
+        check(x[1:2].to(dtype))  # tensor amax 1
+    assert quant.nvfp4_quantize(x.to(torch.bfloat16)).codes()[0, 1:4].tolist() == [0, 8, 0]
+    assert quant.nvfp4_quantize(x[1:2].to(torch.bfloat16)).codes()[0, 1:4].tolist() == [8, 8, 0]
