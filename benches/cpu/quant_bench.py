@@ -75,22 +75,32 @@ def contenders(x: torch.Tensor, peers: bool) -> dict[str, tuple]:
 
 def kernel_only(x: torch.Tensor, t, q_bytes: int, d_bytes: int) -> dict[str, tuple]:
     """The C++ kernels into preallocated outputs (no page faults of fresh allocations, which
-    cost as much as the kernels here): the numbers to hold against ``copy_``."""
+    cost as much as the kernels here): the numbers to hold against ``copy_``. The two passes
+    of quantize are also timed alone (the abs-max pass counts the bytes it reads)."""
     kernels = _native.kernels()
     threads = torch.get_num_threads()
     bits = torch.zeros(1, dtype=torch.int32)
     qdata, scales, ts = torch.empty_like(t.qdata), torch.empty_like(t.scales), torch.zeros(())
     out = torch.empty_like(x)
 
-    def quantize():
+    def abs_max():
         kernels.abs_max(x, bits, threads, 0)
+
+    def quantize_pass():
         kernels.nvfp4_quantize(x, float(t.amax), 0, False, None, qdata, scales, ts, threads, 0)
+
+    def quantize():
+        abs_max()
+        quantize_pass()
 
     def dequantize():
         kernels.nvfp4_dequantize(t.qdata, t.scales, t.tensor_scale, out, threads, 0)
 
+    n = x.numel()
     return {
         "kernel quantize (abs-max + quantize)": (quantize, q_bytes),
+        "kernel abs-max pass alone": (abs_max, n * x.element_size()),
+        "kernel quantize pass alone": (quantize_pass, q_bytes),
         "kernel dequantize": (dequantize, d_bytes),
     }
 
