@@ -289,11 +289,17 @@ void quantize_rows_2d(const Nvfp4QuantizeParams& p, const GlobalScales& g,
   if (p.rand == nullptr) {  // tiles 8 at a time: all scales first, then the codes row by row
     const int64_t groups = p.cols / 128;
     std::vector<uint8_t> bytes(static_cast<size_t>(groups) * 8), fast(static_cast<size_t>(groups));
+    std::vector<float> tile_amax(static_cast<size_t>(groups) * 8, 0.f);
+    for (int64_t r = r0; r < r1; ++r) {  // row by row: the reads stay sequential
+      const T* row = x + r * p.row_stride;
+      for (int64_t gi = 0; gi < groups; ++gi) {
+        float* m = tile_amax.data() + gi * 8;
+        _mm256_storeu_ps(m, _mm256_max_ps(_mm256_loadu_ps(m), nvfp4::block_amax8(row + gi * 128)));
+      }
+    }
     for (int64_t gi = 0; gi < groups; ++gi) {
-      __m256 tile_amax = _mm256_setzero_ps();
-      for (int64_t r = r0; r < r1; ++r)
-        tile_amax = _mm256_max_ps(tile_amax, nvfp4::block_amax8(x + r * p.row_stride + gi * 128));
-      fast[gi] = scales_8_blocks(g, t, tile_amax, bytes.data() + gi * 8);
+      fast[gi] =
+          scales_8_blocks(g, t, _mm256_loadu_ps(tile_amax.data() + gi * 8), bytes.data() + gi * 8);
     }
     for (int64_t r = r0; r < r1; ++r) {
       std::memcpy(p.scales + r * nb, bytes.data(), bytes.size());
