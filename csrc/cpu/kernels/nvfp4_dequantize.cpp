@@ -1,11 +1,14 @@
 // NVFP4 dequantization on the CPU: value = e2m1(code) * (float(scale) * tensor_scale), the
-// product in brackets once per block (the order of the reference and of torchao's
-// dequantize, so results match bit for bit). With AVX2 a block's 8 bytes unpack to two
-// registers of codes, a register permute looks up the E2M1 magnitudes, the sign bit is
-// xor-ed in, and the result is rounded to the output type (bf16 round to nearest even).
+// product in brackets once per scale byte value per call (a 256-entry table; the order of the
+// reference and of torchao's dequantize, so results match bit for bit). With AVX2 a block's 8
+// bytes widen to 32-bit lanes, a register permute looks up the E2M1 magnitudes, the sign bit
+// is xor-ed in, and the result is rounded to the output type (bf16 round to nearest even; for
+// bf16 output the even and odd nibbles of each byte land in the two halves of one 32-bit
+// lane, which is already the memory order of the pair).
 #include <algorithm>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "cpu/common/parallel.h"
 #include "cpu/kernels/nvfp4_common.h"
@@ -30,12 +33,13 @@ void dequantize_block_scalar(const uint8_t* q, float scale, int n, T* out) {
 inline void store16(float* o, __m256 a, __m256 b) {
   _mm256_storeu_ps(o, a), _mm256_storeu_ps(o + 8, b);
 }
-inline __m256i bf16_bits(__m256 v) {  // round to nearest even; values are finite
+// fp32 bits rounded to nearest even at bit 16 (the bf16 is the top half); values are finite.
+inline __m256i bf16_rounded(__m256 v) {
   const __m256i u = _mm256_castps_si256(v);
   const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
-  return _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))),
-                           16);
+  return _mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff)));
 }
+inline __m256i bf16_bits(__m256 v) { return _mm256_srli_epi32(bf16_rounded(v), 16); }
 inline void store16(bf16* o, __m256 a, __m256 b) {
   const __m256i h = _mm256_permute4x64_epi64(_mm256_packus_epi32(bf16_bits(a), bf16_bits(b)), 0xD8);
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(o), h);
@@ -65,19 +69,48 @@ inline __m256 decode8(__m256i code, __m256 scale) {
   const __m256i sign = _mm256_slli_epi32(_mm256_and_si256(code, _mm256_set1_epi32(8)), 28);
   return _mm256_xor_ps(mag, _mm256_castsi256_ps(sign));
 }
+
+// bf16 output: the bytes of a block decoded as even / odd elements (lane i = byte i's low /
+// high nibble), each rounded to bf16 in its half of a 32-bit lane, which is then the pair's
+// memory layout: no reordering. The nibble's bit 3 is the sign: shifted to bit 31 and masked.
+inline void dequantize_block_bf16(const uint8_t* q, __m256 scale, bf16* out) {
+  uint64_t word;
+  std::memcpy(&word, q, 8);
+  const __m256i bytes = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<int64_t>(word)));
+  const __m256 grid = _mm256_loadu_ps(nvfp4::kE2m1Values);
+  const __m256i sign_bit = _mm256_set1_epi32(static_cast<int>(0x80000000u));
+  // vpermps reads the low 3 bits of each lane: the even nibble's magnitude directly
+  const __m256 even =
+      _mm256_xor_ps(_mm256_mul_ps(_mm256_permutevar8x32_ps(grid, bytes), scale),
+                    _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(bytes, 28), sign_bit)));
+  const __m256 odd = _mm256_xor_ps(
+      _mm256_mul_ps(_mm256_permutevar8x32_ps(grid, _mm256_srli_epi32(bytes, 4)), scale),
+      _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(bytes, 24), sign_bit)));
+  const __m256i pairs = _mm256_or_si256(
+      _mm256_srli_epi32(bf16_rounded(even), 16),
+      _mm256_and_si256(bf16_rounded(odd), _mm256_set1_epi32(static_cast<int>(0xffff0000u))));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), pairs);
+}
 #endif
 
 template <typename T>
-void dequantize_row(const Nvfp4DequantizeParams& p, int64_t r) {
+void dequantize_row(const Nvfp4DequantizeParams& p, const float* scale_of_byte, int64_t r) {
   const int64_t nb = ceil_div(p.cols, 16);
   const int64_t kp_src = p.qdata_cols * 2;
   const uint8_t* q = p.qdata + r * p.qdata_cols;
   const uint8_t* s = p.scales + r * (kp_src / 16);
   T* out = static_cast<T*>(p.out) + r * p.cols;
   for (int64_t kb = 0; kb < nb; ++kb) {
-    const float scale = nvfp4::e4m3_decode(s[kb]) * *p.tensor_scale;
+    const float scale = scale_of_byte[s[kb]];
     const int n = static_cast<int>(std::min<int64_t>(16, p.cols - kb * 16));
 #if defined(__AVX2__)
+    if constexpr (std::is_same_v<T, bf16>) {
+      if (n == 16) {
+        dequantize_block_bf16(q + kb * 8, _mm256_broadcast_ss(&scale_of_byte[s[kb]]),
+                              out + kb * 16);
+        continue;
+      }
+    }
     if (n == 16) {
       __m256i lo, hi;
       unpack16(q + kb * 8, lo, hi);
@@ -92,11 +125,15 @@ void dequantize_row(const Nvfp4DequantizeParams& p, int64_t r) {
 
 template <typename T>
 void dequantize_impl(const Nvfp4DequantizeParams& p) {
+  // float(scale) * tensor_scale of every scale byte, once per call instead of once per block
+  float scale_of_byte[256];
+  for (int b = 0; b < 256; ++b)
+    scale_of_byte[b] = nvfp4::e4m3_decode(static_cast<uint8_t>(b)) * *p.tensor_scale;
   const int64_t rows_per_item = std::max<int64_t>(1, 32768 / std::max<int64_t>(p.cols, 1));
   const int threads = double(p.rows) * p.cols < 32768 ? 1 : p.num_threads;
   parallel_for(ceil_div(p.rows, rows_per_item), threads, [&](int64_t item) {
     const int64_t r1 = std::min(p.rows, (item + 1) * rows_per_item);
-    for (int64_t r = item * rows_per_item; r < r1; ++r) dequantize_row<T>(p, r);
+    for (int64_t r = item * rows_per_item; r < r1; ++r) dequantize_row<T>(p, scale_of_byte, r);
   });
 }
 
