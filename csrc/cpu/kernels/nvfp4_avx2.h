@@ -144,7 +144,8 @@ inline __m256i block_scale_bytes8(const GlobalScales& g, __m256 bamax) {
   if (g.ao_all_zero) return _mm256_set1_epi32(e4m3_encode(kE4m3MinNormal));
   __m256 s =
       _mm256_div_ps(_mm256_div_ps(bamax, _mm256_set1_ps(kE2m1Max)), _mm256_set1_ps(g.ao_pts));
-  s = _mm256_min_ps(_mm256_max_ps(s, _mm256_set1_ps(kE4m3MinNormal)), _mm256_set1_ps(kE4m3Max));
+  // min first: a NaN s (0 / 0 when pts underflows to 0) becomes 448, as in the scalar path
+  s = _mm256_max_ps(_mm256_min_ps(s, _mm256_set1_ps(kE4m3Max)), _mm256_set1_ps(kE4m3MinNormal));
   return e4m3_encode8(s);
 }
 

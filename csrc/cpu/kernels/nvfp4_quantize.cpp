@@ -3,13 +3,16 @@
 //   abs_max:         max |x| as integer bit patterns (|x| orders like its bits, inf and NaN
 //                    included, so one pass also tells whether the input is finite);
 //   nvfp4_quantize:  per 16-element block (or 16x16 tile): block amax -> E4M3 scale by integer
-//                    bit operations -> element multiplier -> clamp, RNE (threshold compares) or
-//                    stochastic rounding against the caller's uniforms -> nibble pack.
+//                    bit operations -> element multiplier -> clamp, RNE or stochastic rounding
+//                    against the caller's uniforms -> nibble pack.
 //
 // The arithmetic is python/nemocore/ref/quant.py's, operation for operation in float32
-// (nvfp4_common.h), so codes and scales equal the reference bit for bit. With AVX2 one block is
-// two registers; the scalar path handles the partial last block and the blocks whose multiplier
-// is infinite (a zero scale under the TE convention), where NaN must flow as in the reference.
+// (nvfp4_common.h), so codes and scales equal the reference bit for bit. With AVX2
+// (nvfp4_avx2.h) a row's whole groups of 8 blocks get their scales first, 8 blocks per
+// register, then their codes, 4 blocks per 32-byte store; multipliers come from a per-call
+// table of the 127 scale bytes. The per-block paths handle the partial last groups and
+// stochastic rounding; the scalar path the partial last block and, under stochastic
+// rounding, the blocks whose multiplier is infinite, where NaN must flow as in the reference.
 // Work items are groups of 16 rows, so 2D tiles never straddle two threads.
 #include <algorithm>
 #include <stdexcept>
