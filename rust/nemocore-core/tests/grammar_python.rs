@@ -174,11 +174,9 @@ fn python_mode_needs_a_newline_terminal() {
     assert_eq!(err.kind(), "grammar");
 }
 
-#[test]
-fn big_vocabulary_masks_match_brute_force() {
-    let g = Arc::new(small());
-    // Words, space-prefixed words and punctuation: subtrees large enough
-    // for the walk's cached subtree splits.
+/// Words, space-prefixed words and punctuation: subtrees large enough for
+/// the walk's cached subtree splits.
+fn big_vocab() -> Vec<Vec<u8>> {
     let mut vocab: Vec<Vec<u8>> = vec![b"<eos>".to_vec()];
     let letters = [b'a', b'b', b'i', b'f', b'x'];
     for len in 1..=4u32 {
@@ -194,6 +192,13 @@ fn big_vocabulary_masks_match_brute_force() {
     ] {
         vocab.push(p.as_bytes().to_vec());
     }
+    vocab
+}
+
+#[test]
+fn big_vocabulary_masks_match_brute_force() {
+    let g = Arc::new(small());
+    let vocab = big_vocab();
     let n = vocab.len();
     let table = TokenTable::new(vocab, &[], &[0], n).unwrap();
     let doc = [
@@ -226,4 +231,38 @@ fn fill_in_the_middle_in_python_mode() {
     assert!(!m.can_terminate());
     assert!(m.accept_bytes(b")"));
     assert!(m.can_terminate());
+}
+
+/// Random programs through one grammar and a prepared table: masks of
+/// states met before come from the grammar's memo (statements after the
+/// first look alike), and lexer sets after a fallback lexeme from the
+/// table; every mask must still be exact.
+#[test]
+fn memoised_masks_match_brute_force_across_programs() {
+    let g = Arc::new(small());
+    let vocab = big_vocab();
+    let n = vocab.len();
+    let table = TokenTable::new(vocab, &[], &[0], n).unwrap();
+    table.prepare(&g);
+    let mut mask = vec![0u32; n.div_ceil(32)];
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for program in 0..6 {
+        let mut m = Matcher::new(Arc::clone(&g), b"", None).unwrap();
+        for step in 0..14 {
+            m.fill_mask(&table, &mut mask);
+            let what = format!("program {program}, step {step}");
+            grammar_support::assert_mask_is_brute_force(&mut m, &table, &mask, 1, &what);
+            let allowed: Vec<usize> = (1..n)
+                .filter(|&i| mask[i / 32] >> (i % 32) & 1 == 1)
+                .collect();
+            if allowed.is_empty() {
+                break;
+            }
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let pick = allowed[usize::try_from(x % allowed.len() as u64).unwrap()];
+            assert!(m.accept_bytes(table.token_bytes(u32::try_from(pick).unwrap()).unwrap()));
+        }
+    }
 }

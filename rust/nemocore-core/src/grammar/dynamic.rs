@@ -151,7 +151,12 @@ impl DynState {
     /// of the columns not signed yet, then the last column's signature with
     /// the sorted live threads `(terminal, DFA state, signature of the
     /// lexeme's first column)`. Equal ids mean equal futures.
-    pub(crate) fn state_id(&mut self, memo: &mut MemoInner, key: &mut Vec<u32>) -> u32 {
+    pub(crate) fn state_id(
+        &mut self,
+        g: &Compiled,
+        memo: &mut MemoInner,
+        key: &mut Vec<u32>,
+    ) -> u32 {
         if self.sig_epoch != memo.epoch() {
             self.sigs.clear();
             self.sig_epoch = memo.epoch();
@@ -159,7 +164,7 @@ impl DynState {
         let n = self.chart.len();
         while self.sigs.len() < n {
             let here = self.sigs.len();
-            let view = self.chart.view(here);
+            let view = self.chart.view(&g.tables, here);
             let here32 = u32::try_from(here).unwrap_or(UNKNOWN);
             let sig = memo.column_signature(&view, here32, &self.sigs);
             self.sigs.push(sig);
@@ -175,7 +180,7 @@ impl DynState {
         key.push(self.sigs[n - 1]);
         key.extend(named.iter().flatten());
         let single = match threads {
-            [t] => Some((t.term, t.state)),
+            [t] => Some((t.term, t.state, false)),
             _ => None,
         };
         memo.state_id(key, single)

@@ -450,12 +450,13 @@ impl Chart {
 
     /// Column `col` as [`memo`](super::memo) signs it: acceptance, the
     /// predicted nonterminals and the items begun before it.
-    pub fn view(&self, col: usize) -> super::memo::ColumnView<'_> {
+    pub fn view<'a>(&'a self, t: &'a Tables, col: usize) -> super::memo::ColumnView<'a> {
         let c = self.cols[col];
         super::memo::ColumnView {
             accept: c.accept,
             preds: &self.preds[c.preds as usize..c.preds_end as usize],
             items: &self.items[c.items as usize..c.items_end as usize],
+            next: &t.next,
         }
     }
 

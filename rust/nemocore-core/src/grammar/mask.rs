@@ -134,23 +134,28 @@ impl TokenTable {
         self.vocab_size.div_ceil(32)
     }
 
-    pub(crate) fn sets(&self, pattern: &str, state: u32, dfa: &Dfa) -> Arc<TokenSets> {
+    /// The token sets of a thread of terminal `pattern` in DFA state
+    /// `state` (see [`compute_sets`](Self::compute_sets)); with `ended`, a
+    /// shorter lexeme already ended (Python mode's fallback), so every
+    /// death of the thread is for the parser to decide.
+    pub(crate) fn sets(&self, pattern: &str, state: u32, ended: bool, dfa: &Dfa) -> Arc<TokenSets> {
+        let key = sets_key(state, ended);
         let cached = self
             .cache
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(pattern)
-            .and_then(|m| m.get(&state).cloned());
+            .and_then(|m| m.get(&key).cloned());
         if let Some(s) = cached {
             return s;
         }
-        let sets = Arc::new(self.compute_sets(dfa, state));
+        let sets = Arc::new(self.compute_sets(dfa, state, ended));
         self.cache
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .entry(pattern.to_string())
             .or_default()
-            .insert(state, Arc::clone(&sets));
+            .insert(key, Arc::clone(&sets));
         sets
     }
 
@@ -171,9 +176,16 @@ impl TokenTable {
                     continue;
                 }
                 let have = cache.get(&term.pattern);
+                // Python mode also meets threads after a fallback lexeme.
+                let variants: &[bool] = if grammar.compiled.python.is_some() {
+                    &[false, true]
+                } else {
+                    &[false]
+                };
                 let missing: Vec<u32> = (0..dfa.num_states())
                     .filter_map(|s| u32::try_from(s).ok())
-                    .filter(|s| have.is_none_or(|m| !m.contains_key(s)))
+                    .flat_map(|s| variants.iter().map(move |&e| sets_key(s, e)))
+                    .filter(|k| have.is_none_or(|m| !m.contains_key(k)))
                     .collect();
                 for chunk in missing.chunks(PREPARE_CHUNK) {
                     work.push((&term.pattern, dfa, chunk.to_vec()));
@@ -217,8 +229,9 @@ impl TokenTable {
         }
     }
 
-    /// [`compute_sets`](Self::compute_sets) for many start states in one
-    /// walk: each trie node advances the starts still alive on its path.
+    /// [`compute_sets`](Self::compute_sets) for many starts (keys of
+    /// [`sets_key`]) in one walk: each trie node advances the starts still
+    /// alive on its path.
     fn compute_all_sets(&self, dfa: &Dfa, starts: &[u32]) -> Vec<TokenSets> {
         let trie = &self.trie;
         let mut out: Vec<TokenSets> = starts
@@ -233,7 +246,10 @@ impl TokenTable {
         let mut live: Vec<(u32, u32, bool)> = starts
             .iter()
             .enumerate()
-            .map(|(k, &s)| (u32::try_from(k).unwrap_or(u32::MAX), s, false))
+            .map(|(k, &key)| {
+                let (s, ended) = (key & !ENDED, key & ENDED != 0);
+                (u32::try_from(k).unwrap_or(u32::MAX), s, ended)
+            })
             .collect();
         let mut level: Vec<usize> = vec![0];
         let mut node = 1;
@@ -275,10 +291,10 @@ impl TokenTable {
     /// the state stays viable whatever the parser holds) and subtrees of
     /// tokens that pass an accepting state and then leave the lexeme (the
     /// parser decides those). Tokens that die before any accepting state
-    /// are in neither.
-    fn compute_sets(&self, dfa: &Dfa, start: u32) -> TokenSets {
+    /// are in neither (with `ended`, in the ranges too).
+    fn compute_sets(&self, dfa: &Dfa, start: u32, ended: bool) -> TokenSets {
         let mut inside = vec![0u32; self.mask_words()];
-        let ranges = self.split_subtree(dfa, start, 0, false, |id| set_bit(&mut inside, id));
+        let ranges = self.split_subtree(dfa, start, 0, ended, |id| set_bit(&mut inside, id));
         TokenSets { inside, ranges }
     }
 
@@ -380,6 +396,15 @@ const MAX_PREPARED_STATES: usize = 4096;
 const PREPARE_CHUNK: usize = 32;
 /// Most threads [`TokenTable::prepare`] runs on (xgrammar's default too).
 const MAX_PREPARE_THREADS: usize = 8;
+
+/// Tags a [`TokenTable`] cache key of a thread after a fallback lexeme.
+const ENDED: u32 = 1 << 31;
+
+/// The cache key of the token sets of DFA state `state` (`ended`: see
+/// [`TokenTable::sets`]).
+fn sets_key(state: u32, ended: bool) -> u32 {
+    if ended { state | ENDED } else { state }
+}
 
 /// Appends the preorder range `i..end`, joining it to the last if adjacent.
 fn push_range(ranges: &mut Vec<(u32, u32)>, i: usize, end: u32) {

@@ -8,7 +8,8 @@
 //! `cols[origin]`; nothing reads a column's position). Hash-consing that
 //! structure gives every column a *signature*: equal for two columns iff
 //! their items, predictions and acceptance are equal with every origin
-//! replaced by the origin column's signature. A state is then named by its
+//! replaced by the origin column's signature (completed items, which
+//! nothing reads again, left out). A state is then named by its
 //! last column's signature and its live lexer threads `(terminal, DFA
 //! state, signature of the column the lexeme began in)`: equal names mean
 //! equal futures, without approximation. Interned names are *state ids*.
@@ -27,6 +28,8 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use rustc_hash::FxHashMap;
+
+use super::earley::NONE;
 
 /// Cached signature of a column not computed yet.
 pub(crate) const UNKNOWN: u32 = u32::MAX;
@@ -57,8 +60,9 @@ impl MaskMemo {
 pub(crate) struct MemoInner {
     signatures: FxHashMap<Box<[u32]>, u32>,
     states: FxHashMap<Box<[u32]>, u32>,
-    /// Per state id: its only lexer thread `(terminal, DFA state)`, if one.
-    single: Vec<Option<(u32, u32)>>,
+    /// Per state id: its only lexer thread whose continuation alone
+    /// decides `(terminal, DFA state, a lexeme already ended)`, if one.
+    single: Vec<Option<(u32, u32, bool)>>,
     /// `(state id, byte) -> (state id, a lexeme ended on the byte)`.
     transitions: FxHashMap<(u32, u8), (u32, bool)>,
     /// Keyed by (token table id, state id).
@@ -77,6 +81,8 @@ pub(crate) struct ColumnView<'a> {
     pub preds: &'a [u32],
     /// Items begun before the column, `(dotted item, origin column)`.
     pub items: &'a [(u32, u32)],
+    /// The grammar's symbol after the dot per dotted item (`Tables::next`).
+    pub next: &'a [u32],
 }
 
 impl MemoInner {
@@ -110,9 +116,13 @@ impl MemoInner {
     ) -> u32 {
         let pairs = &mut self.pairs;
         pairs.clear();
+        // Completed items are left out: nothing reads them again (scans,
+        // completions and ignored lexemes look for items that wait for a
+        // symbol), and they would tie the column to all of its history.
         pairs.extend(
             col.items
                 .iter()
+                .filter(|&&(d, _)| col.next[d as usize] != NONE)
                 .map(|&(d, o)| (d, if o == here { SELF } else { sigs[o as usize] })),
         );
         pairs.sort_unstable();
@@ -128,7 +138,7 @@ impl MemoInner {
 
     /// The id of the state named `key` (see the module notes), whose only
     /// lexer thread is `single` if it has one.
-    pub(crate) fn state_id(&mut self, key: &[u32], single: Option<(u32, u32)>) -> u32 {
+    pub(crate) fn state_id(&mut self, key: &[u32], single: Option<(u32, u32, bool)>) -> u32 {
         let id = intern(&mut self.states, key);
         if id as usize == self.single.len() {
             self.single.push(single);
@@ -136,8 +146,9 @@ impl MemoInner {
         id
     }
 
-    /// The only lexer thread `(terminal, DFA state)` of state `id`.
-    pub(crate) fn single_thread(&self, id: u32) -> Option<(u32, u32)> {
+    /// The only lexer thread `(terminal, DFA state, a lexeme already
+    /// ended)` of state `id`.
+    pub(crate) fn single_thread(&self, id: u32) -> Option<(u32, u32, bool)> {
         self.single.get(id as usize).copied().flatten()
     }
 

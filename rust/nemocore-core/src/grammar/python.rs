@@ -19,6 +19,7 @@ use super::Compiled;
 use super::dfa::DEAD;
 use super::earley::Chart;
 use super::ir::Ir;
+use super::memo::{MemoInner, UNKNOWN};
 use crate::error::{Error, Result};
 
 const NONE: u32 = u32::MAX;
@@ -40,6 +41,9 @@ pub struct PyTerms {
     dedent: Option<u32>,
     /// Terminals the lexer matches (those with a DFA).
     lexable: Vec<u32>,
+    /// Per first byte of a lexeme: the `(terminal, DFA state)` threads alive
+    /// after it (a new lexeme starts every terminal, most die at once).
+    first: Vec<Vec<(u32, u32)>>,
 }
 
 impl PyTerms {
@@ -68,15 +72,28 @@ impl PyTerms {
                 "python_indenter needs the grammar to use a _NEWLINE terminal (lark's Python convention)",
             ));
         }
-        let lexable = (0..ir.terms.len())
+        let lexable: Vec<u32> = (0..ir.terms.len())
             .filter(|&t| ir.terms[t].dfa.is_some())
             .filter_map(|t| u32::try_from(t).ok())
+            .collect();
+        let first = (0..=255u8)
+            .map(|b| {
+                lexable
+                    .iter()
+                    .filter_map(|&t| {
+                        let dfa = ir.terms[t as usize].dfa.as_ref()?;
+                        let s = dfa.next(0, b);
+                        (s != DEAD).then_some((t, s))
+                    })
+                    .collect()
+            })
             .collect();
         Ok(PyTerms {
             kind,
             indent: find("_INDENT"),
             dedent: find("_DEDENT"),
             lexable,
+            first,
         })
     }
 }
@@ -107,6 +124,9 @@ struct Work {
     last_accept: u32,
     indent: u32,
     paren: u32,
+    /// A lexeme starts at the next byte: `threads` stands for every
+    /// terminal in its start state (see [`PyTerms::first`]).
+    fresh: bool,
 }
 
 /// Parse state in Python mode.
@@ -120,6 +140,9 @@ pub struct PyState {
     /// Indentation stack nodes: (width, parent node).
     indents: Vec<(u32, u32)>,
     work: Work,
+    /// Memo signatures of the first chart columns (see `memo.rs`), of `sig_epoch`.
+    sigs: Vec<u32>,
+    sig_epoch: u32,
 }
 
 fn to_u32(n: usize) -> u32 {
@@ -141,6 +164,8 @@ impl PyState {
             accepted: Vec::new(),
             indents: vec![(0, NONE)],
             work: Work::default(),
+            sigs: Vec::new(),
+            sig_epoch: 0,
         };
         s.work.threads = py.lexable.iter().map(|&t| (t, 0)).collect();
         s.work.last_accept = NONE;
@@ -149,6 +174,10 @@ impl PyState {
     }
 
     fn snapshot(&mut self, alive: bool) {
+        debug_assert!(
+            !alive || !self.work.fresh,
+            "a live snapshot at a fresh lexeme"
+        );
         let threads = to_u32(self.threads.len());
         self.threads.extend_from_slice(&self.work.threads);
         let accepted = to_u32(self.accepted.len());
@@ -184,6 +213,8 @@ impl PyState {
         self.work.last_accept = r.last_accept;
         self.work.indent = r.indent;
         self.work.paren = r.paren;
+        // Snapshots are taken after a byte is lexed, never at a fresh start.
+        self.work.fresh = false;
     }
 
     /// Bytes consumed.
@@ -231,12 +262,19 @@ impl PyState {
             let w = &mut self.work;
             w.next.clear();
             let mut any_accept = false;
-            for &(t, s) in &w.threads {
-                let Some(dfa) = g.dfa(t) else { continue };
-                let s2 = dfa.next(s, byte);
-                if s2 != DEAD {
-                    any_accept |= dfa.is_accepting(s2);
+            if std::mem::take(&mut w.fresh) {
+                for &(t, s2) in &py.first[byte as usize] {
+                    any_accept |= g.dfa(t).is_some_and(|d| d.is_accepting(s2));
                     w.next.push((t, s2));
+                }
+            } else {
+                for &(t, s) in &w.threads {
+                    let Some(dfa) = g.dfa(t) else { continue };
+                    let s2 = dfa.next(s, byte);
+                    if s2 != DEAD {
+                        any_accept |= dfa.is_accepting(s2);
+                        w.next.push((t, s2));
+                    }
                 }
             }
             if !w.next.is_empty() {
@@ -282,7 +320,7 @@ impl PyState {
         self.work.lex_start = to_u32(end);
         self.work.last_accept = NONE;
         self.work.threads.clear();
-        self.work.threads.extend(py.lexable.iter().map(|&t| (t, 0)));
+        self.work.fresh = true;
         ok
     }
 
@@ -315,14 +353,8 @@ impl PyState {
                 if !self.scan(g, &[first]) {
                     return false;
                 }
-                let text = &self.input[start..end];
-                let tail = text.rsplit(|&b| b == b'\n').next().unwrap_or(&[]);
-                let width = tail.iter().map(|&b| match b {
-                    b' ' => 1,
-                    b'\t' => 8,
-                    _ => 0,
-                });
-                self.indentation(g, py, width.sum())
+                let width = indent_width(&self.input[start..end]);
+                self.indentation(g, py, width)
             }
             Kind::Open => {
                 self.work.paren += 1;
@@ -404,6 +436,7 @@ impl PyState {
         }
         ok = ok && self.chart.accepts(self.chart.len() - 1);
         self.chart.truncate(chart_len);
+        self.sigs.truncate(chart_len);
         self.indents.truncate(indents_len);
         ok
     }
@@ -419,8 +452,96 @@ impl PyState {
         self.threads.truncate(r.threads_end as usize);
         self.accepted.truncate(r.accepted_end as usize);
         self.chart.truncate(r.chart_len as usize);
+        self.sigs.truncate(r.chart_len as usize);
         self.indents.truncate(r.indents_len as usize);
     }
+
+    /// The pending bytes a later step re-lexes (those past the fallback:
+    /// if every terminal dies, the lexeme ends there and they are lexed again).
+    pub(crate) fn reread_len(&self) -> usize {
+        match self.recs[self.recs.len() - 1].last_accept {
+            NONE => 0,
+            at => self.input.len() - at as usize,
+        }
+    }
+
+    /// This state's id in `memo` (see `memo.rs`): the last chart column's
+    /// signature, the pending lexeme (live and accepted terminals, whether
+    /// it has a fallback, the bytes past it, which are re-lexed, and a
+    /// pending newline's indentation so far), the open brackets and the
+    /// indentation stack.
+    pub(crate) fn state_id(
+        &mut self,
+        g: &Compiled,
+        py: &PyTerms,
+        memo: &mut MemoInner,
+        key: &mut Vec<u32>,
+    ) -> u32 {
+        if self.sig_epoch != memo.epoch() {
+            self.sigs.clear();
+            self.sig_epoch = memo.epoch();
+        }
+        while self.sigs.len() < self.chart.len() {
+            let here = self.sigs.len();
+            let view = self.chart.view(&g.tables, here);
+            let sig =
+                memo.column_signature(&view, u32::try_from(here).unwrap_or(UNKNOWN), &self.sigs);
+            self.sigs.push(sig);
+        }
+        let r = self.recs[self.recs.len() - 1];
+        let threads = &self.threads[r.threads as usize..r.threads_end as usize];
+        let accepted = &self.accepted[r.accepted as usize..r.accepted_end as usize];
+        let reread = self.input.len() - self.reread_len();
+        // A newline's indentation is read from its text up to where it ends:
+        // the fallback, or a later byte (then the width so far goes on).
+        let newline = |t: u32| py.kind[t as usize] == Kind::Newline;
+        let width =
+            if threads.iter().any(|&(t, _)| newline(t)) || accepted.iter().any(|&t| newline(t)) {
+                let end = if r.last_accept == NONE {
+                    self.input.len()
+                } else {
+                    reread
+                };
+                indent_width(&self.input[r.lex_start as usize..end])
+            } else {
+                NONE
+            };
+        key.clear();
+        key.push(self.sigs[self.chart.len() - 1]);
+        key.push(r.paren);
+        key.push(u32::from(r.last_accept != NONE));
+        key.push(width);
+        key.push(to_u32(threads.len()));
+        key.extend(threads.iter().flat_map(|&(t, st)| [t, st]));
+        key.push(to_u32(accepted.len()));
+        key.extend_from_slice(accepted);
+        key.push(to_u32(self.input.len() - reread));
+        key.extend(self.input[reread..].iter().map(|&b| u32::from(b)));
+        let mut node = r.indent;
+        while node != NONE {
+            let (width, parent) = self.indents[node as usize];
+            key.push(width);
+            node = parent;
+        }
+        let single = match threads {
+            [(t, st)] if self.acceptable(g, py, *t) => Some((*t, *st, self.has_fallback())),
+            _ => None,
+        };
+        memo.state_id(key, single)
+    }
+}
+
+/// The indentation a newline lexeme sets: spaces plus 8 per tab after its
+/// last line break (lark's count).
+fn indent_width(text: &[u8]) -> u32 {
+    let tail = text.rsplit(|&b| b == b'\n').next().unwrap_or(&[]);
+    tail.iter()
+        .map(|&b| match b {
+            b' ' => 1,
+            b'\t' => 8,
+            _ => 0,
+        })
+        .sum()
 }
 
 /// Resolves ties of the longest match like lark's basic lexer: highest

@@ -4,7 +4,11 @@
 
 use super::Compiled;
 use super::dynamic::DynState;
+use super::memo::MemoInner;
 use super::python::PyState;
+
+/// Pending bytes past which a Python-mode state is not memoised.
+const MAX_MEMO_REREAD: usize = 32;
 
 /// Parse state after some bytes.
 #[derive(Debug, Clone)]
@@ -74,6 +78,49 @@ impl State {
                 _ => None,
             },
             (State::Py(_), None) => None,
+        }
+    }
+
+    /// Whether memoising this state is likely to pay: not in Python mode
+    /// with many pending bytes to re-read (a long string with a shorter
+    /// fallback: such states name their bytes and rarely repeat).
+    pub(crate) fn worth_memoising(&self) -> bool {
+        match self {
+            State::Dyn(_) => true,
+            State::Py(s) => s.reread_len() <= MAX_MEMO_REREAD,
+        }
+    }
+
+    /// This state's id in `memo`: equal ids mean equal futures (`memo.rs`).
+    pub(crate) fn state_id(
+        &mut self,
+        g: &Compiled,
+        memo: &mut MemoInner,
+        key: &mut Vec<u32>,
+    ) -> u32 {
+        match (self, &g.python) {
+            (State::Dyn(s), _) => s.state_id(g, memo, key),
+            (State::Py(s), Some(py)) => s.state_id(g, py, memo, key),
+            (State::Py(_), None) => super::memo::DEAD_STATE,
+        }
+    }
+
+    /// [`push`](Self::push), also telling whether a lexeme ended on the
+    /// byte (a lexeme that began after the walk's root may be pending).
+    pub(crate) fn push_marked(&mut self, g: &Compiled, byte: u8) -> (bool, bool) {
+        if let State::Dyn(s) = self {
+            let ok = s.push(g, byte);
+            return (ok, ok && s.lexeme_ended());
+        }
+        let before = self.lexeme_start();
+        let ok = self.push(g, byte);
+        (ok, ok && self.lexeme_start() != before)
+    }
+
+    fn lexeme_start(&self) -> usize {
+        match self {
+            State::Dyn(_) => 0,
+            State::Py(s) => s.lexeme_start(),
         }
     }
 

@@ -10,7 +10,6 @@
 //! marks the tokens that stay in the lexeme and names the subtrees to walk on.
 
 use super::Compiled;
-use super::dynamic::DynState;
 use super::mask::{MIN_SUBTREE, TokenTable, set_bit};
 use super::memo::{DEAD_STATE, MemoInner};
 use super::state::State;
@@ -24,8 +23,8 @@ pub(crate) struct Scratch {
 }
 
 /// Fills `mask` for `state` (ids of EOS excluded; the caller sets them).
-/// In the dynamic mode a state whose future was seen before gets its mask
-/// from the grammar's memo.
+/// A state whose future was seen before gets its mask from the grammar's
+/// memo.
 pub(crate) fn fill(
     g: &Compiled,
     state: &mut State,
@@ -33,61 +32,67 @@ pub(crate) fn fill(
     mask: &mut [u32],
     scratch: &mut Scratch,
 ) {
-    if matches!(state, State::Py(_)) {
+    if !state.worth_memoising() {
         return compute(g, state, table, mask, scratch, None);
     }
     g.memo.with(|memo| {
         // Each walked node may add a signature, a state and a transition.
         memo.make_room(3 * table.trie.len());
-        let State::Dyn(s) = &mut *state else { return };
-        let id = s.state_id(memo, &mut scratch.key);
+        let id = state.state_id(g, memo, &mut scratch.key);
         if let Some(words) = memo.mask(table.id, id) {
             mask.copy_from_slice(&words);
             return;
         }
-        compute(g, state, table, mask, scratch, Some((memo, id)));
+        // Python-mode walks meet few repeated states below the root (each
+        // step re-lexes), so only their whole masks are memoised.
+        let walk_memo = matches!(state, State::Dyn(_)).then_some((&mut *memo, id));
+        compute(g, state, table, mask, scratch, walk_memo);
         memo.insert_mask(table.id, id, mask);
     });
 }
 
-/// Computes the mask of `state`; `lazy` is the memo and the state's id,
-/// for the dynamic mode's memoised walk.
+/// Computes the mask of `state`; `memo` with the state's id there walks
+/// over memoised states.
 fn compute(
     g: &Compiled,
     state: &mut State,
     table: &TokenTable,
     mask: &mut [u32],
     scratch: &mut Scratch,
-    lazy: Option<(&mut MemoInner, u32)>,
+    memo: Option<(&mut MemoInner, u32)>,
 ) {
     mask.fill(0);
     scratch.ranges.clear();
     scratch.threads.clear();
-    let mut full_walk = false;
+    let mut fallback = false;
     match state {
         State::Dyn(s) => scratch
             .threads
             .extend(s.threads().iter().map(|t| (t.term, t.state))),
         State::Py(s) => {
-            full_walk = s.has_fallback();
+            fallback = s.has_fallback();
             scratch.threads.extend_from_slice(s.threads());
         }
     }
     scratch.threads.sort_unstable();
     scratch.threads.dedup();
-    if full_walk {
+    let acceptable = |term: u32| match (&*state, &g.python) {
+        (State::Py(s), Some(py)) => s.acceptable(g, py, term),
+        _ => true,
+    };
+    // After a fallback (a shorter lexeme already matched), tokens that kill
+    // every thread fall back to it: the sets then leave every death to the
+    // walk; a thread the parser cannot take yet needs the whole walk.
+    let whole_trie = fallback && !scratch.threads.iter().all(|&(term, _)| acceptable(term));
+    if whole_trie {
         scratch
             .ranges
             .push((1, u32::try_from(table.trie.len()).unwrap_or(u32::MAX)));
     } else {
         for &(term, st) in &scratch.threads {
             let Some(dfa) = g.dfa(term) else { continue };
-            let sets = table.sets(&g.ir.terms[term as usize].pattern, st, dfa);
-            let counts_inside = match (&*state, &g.python) {
-                (State::Py(s), Some(py)) => s.acceptable(g, py, term),
-                _ => true,
-            };
-            if counts_inside {
+            let sets = table.sets(&g.ir.terms[term as usize].pattern, st, fallback, dfa);
+            if acceptable(term) {
                 for (m, w) in mask.iter_mut().zip(&sets.inside) {
                     *m |= *w;
                 }
@@ -98,26 +103,28 @@ fn compute(
     }
     let span = (1, table.trie.len());
     let base = state.len();
-    match (state, lazy) {
-        (State::Dyn(s), Some((memo, root))) => {
-            let mut cursor = MemoCursor::new(g, s, memo, root);
-            walk_nodes(g, table, &mut cursor, &scratch.ranges, span, mask);
-            s.truncate(base);
-        }
-        (state, _) => {
-            // Lexemes begun before this token are covered by the root's
-            // sets, unless the full walk skipped them.
-            let since = (!full_walk).then_some(base);
-            let mut cursor = RealCursor {
-                g,
-                state,
-                base,
-                since,
-            };
-            walk_nodes(g, table, &mut cursor, &scratch.ranges, span, mask);
-            cursor.state.truncate(base);
-        }
+    // Lexemes begun before this token are covered by the root's sets
+    // (unless the full walk skipped them): the single-thread shortcut is
+    // for lexemes begun within the token.
+    let within_token = !whole_trie;
+    if let Some((memo, root)) = memo {
+        let mut cursor = MemoCursor::new(g, state, memo, root, within_token);
+        walk_nodes(g, table, &mut cursor, &scratch.ranges, span, mask);
+    } else {
+        let root_lexeme = match &*state {
+            State::Py(s) => s.lexeme_start(),
+            State::Dyn(_) => 0,
+        };
+        let mut cursor = RealCursor {
+            g,
+            state,
+            base,
+            within_token,
+            root_lexeme,
+        };
+        walk_nodes(g, table, &mut cursor, &scratch.ranges, span, mask);
     }
+    state.truncate(base);
 }
 
 fn merge(ranges: &mut Vec<(u32, u32)>) {
@@ -134,7 +141,8 @@ fn merge(ranges: &mut Vec<(u32, u32)>) {
     ranges.truncate(out);
 }
 
-/// The parse state as the walk sees it: one trie path at a time.
+/// The parse state as the walk sees it: one trie path at a time (a trait
+/// so that a plain push-and-truncate cursor can stand in, e.g. to debug).
 trait Cursor {
     /// Moves to the node at `depth` (>= 1), reached by `byte` from the node
     /// at `depth - 1` on the current path; whether the input stays viable.
@@ -146,12 +154,14 @@ trait Cursor {
     fn single_thread(&self) -> Option<(u32, u32, bool)>;
 }
 
-/// The real state, pushed and truncated.
+/// The real state, pushed and truncated (for states not worth memoising).
 struct RealCursor<'a> {
     g: &'a Compiled,
     state: &'a mut State,
     base: usize,
-    since: Option<usize>,
+    within_token: bool,
+    /// Where the root's pending lexeme starts (Python mode).
+    root_lexeme: usize,
 }
 
 impl Cursor for RealCursor<'_> {
@@ -161,7 +171,16 @@ impl Cursor for RealCursor<'_> {
     }
 
     fn single_thread(&self) -> Option<(u32, u32, bool)> {
-        self.state.single_thread(self.g, self.since)
+        match &*self.state {
+            State::Dyn(_) => {
+                let since = self.within_token.then_some(self.base);
+                self.state.single_thread(self.g, since)
+            }
+            // A fallback re-lexes from before the token, so "a lexeme
+            // ended" is "the pending lexeme is not the root's".
+            State::Py(s) if self.within_token && s.lexeme_start() == self.root_lexeme => None,
+            State::Py(_) => self.state.single_thread(self.g, None),
+        }
     }
 }
 
@@ -169,7 +188,7 @@ impl Cursor for RealCursor<'_> {
 /// follows lazily, replaying the path only when a transition is new.
 struct MemoCursor<'a> {
     g: &'a Compiled,
-    state: &'a mut DynState,
+    state: &'a mut State,
     memo: &'a mut MemoInner,
     base: usize,
     /// `ids[d]`: the state id after the path's first `d` bytes, and
@@ -179,11 +198,19 @@ struct MemoCursor<'a> {
     path: Vec<u8>,
     /// How many of them the real state holds.
     synced: usize,
+    /// Whether the single-thread shortcut needs a lexeme begun in the token.
+    within_token: bool,
     key: Vec<u32>,
 }
 
 impl<'a> MemoCursor<'a> {
-    fn new(g: &'a Compiled, state: &'a mut DynState, memo: &'a mut MemoInner, root: u32) -> Self {
+    fn new(
+        g: &'a Compiled,
+        state: &'a mut State,
+        memo: &'a mut MemoInner,
+        root: u32,
+        within_token: bool,
+    ) -> Self {
         let base = state.len();
         MemoCursor {
             g,
@@ -193,6 +220,7 @@ impl<'a> MemoCursor<'a> {
             ids: vec![(root, false)],
             path: Vec::new(),
             synced: 0,
+            within_token,
             key: Vec::new(),
         }
     }
@@ -215,10 +243,9 @@ impl Cursor for MemoCursor<'_> {
                 s.push(self.g, b);
             }
             self.synced = depth;
-            let known = if s.push(self.g, byte) {
-                (s.state_id(self.memo, &mut self.key), s.lexeme_ended())
-            } else {
-                (DEAD_STATE, false)
+            let known = match s.push_marked(self.g, byte) {
+                (true, ended) => (s.state_id(self.g, self.memo, &mut self.key), ended),
+                (false, _) => (DEAD_STATE, false),
             };
             self.memo.set_transition(parent, byte, known);
             known
@@ -227,12 +254,11 @@ impl Cursor for MemoCursor<'_> {
         next != DEAD_STATE
     }
 
-    /// As [`RealCursor`]'s: only for a lexeme begun within the token (the
-    /// root's sets cover the others, and the lookup would be wasted).
     fn single_thread(&self) -> Option<(u32, u32, bool)> {
         let &(id, ended) = self.ids.last()?;
-        let (term, st) = self.memo.single_thread(id).filter(|_| ended)?;
-        Some((term, st, false))
+        self.memo
+            .single_thread(id)
+            .filter(|_| ended || !self.within_token)
     }
 }
 
