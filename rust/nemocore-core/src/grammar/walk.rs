@@ -43,10 +43,7 @@ pub(crate) fn fill(
             mask.copy_from_slice(&words);
             return;
         }
-        // Python-mode walks meet few repeated states below the root (each
-        // step re-lexes), so only their whole masks are memoised.
-        let walk_memo = matches!(state, State::Dyn(_)).then_some((&mut *memo, id));
-        compute(g, state, table, mask, scratch, walk_memo);
+        compute(g, state, table, mask, scratch, Some((&mut *memo, id)));
         memo.insert_mask(table.id, id, mask);
     });
 }
