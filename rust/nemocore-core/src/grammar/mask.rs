@@ -20,7 +20,9 @@ use rustc_hash::FxHashMap;
 
 use super::Grammar;
 use super::dfa::{DEAD, Dfa};
+use super::state::State;
 use super::trie::Trie;
+use super::walk::{self, Scratch};
 use crate::error::{Error, Result};
 
 /// Per (terminal, DFA state): tokens that stay inside the lexeme, and the
@@ -163,7 +165,8 @@ impl TokenTable {
     /// terminal of `grammar` (those of terminals with more than
     /// [`MAX_PREPARED_STATES`] states stay lazy), so that masks rarely
     /// meet an uncached lexer state: the context-independent half of every
-    /// mask, as xgrammar's compiler builds it. Work items (a terminal and
+    /// mask, as xgrammar's compiler builds it; then the first mask of every
+    /// generation (the empty text's). Work items (a terminal and
     /// up to [`PREPARE_CHUNK`] of its states, one trie walk each) are
     /// spread over up to [`MAX_PREPARE_THREADS`] threads.
     pub fn prepare(&self, grammar: &Grammar) {
@@ -220,13 +223,26 @@ impl TokenTable {
                     .collect()
             })
         };
-        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        for (pattern, states, sets) in results {
-            let entry = cache.entry(pattern.to_string()).or_default();
-            for (&s, sets) in states.iter().zip(sets) {
-                entry.entry(s).or_insert_with(|| Arc::new(sets));
+        {
+            let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+            for (pattern, states, sets) in results {
+                let entry = cache.entry(pattern.to_string()).or_default();
+                for (&s, sets) in states.iter().zip(sets) {
+                    entry.entry(s).or_insert_with(|| Arc::new(sets));
+                }
             }
         }
+        // Every generation starts with the mask of the empty text: compute
+        // it now (it also teaches the grammar's memo the first transitions).
+        let g = &grammar.compiled;
+        let mut mask = vec![0u32; self.mask_words()];
+        walk::fill(
+            g,
+            &mut State::new(g),
+            self,
+            &mut mask,
+            &mut Scratch::default(),
+        );
     }
 
     /// [`compute_sets`](Self::compute_sets) for many starts (keys of

@@ -63,8 +63,10 @@ pub(crate) struct MemoInner {
     /// Per state id: its only lexer thread whose continuation alone
     /// decides `(terminal, DFA state, a lexeme already ended)`, if one.
     single: Vec<Option<(u32, u32, bool)>>,
-    /// `(state id, byte) -> (state id, a lexeme ended on the byte)`.
-    transitions: FxHashMap<(u32, u8), (u32, bool)>,
+    /// Per state id: `byte -> (state id, a lexeme ended on the byte)`.
+    transitions: Vec<Row>,
+    /// Transitions recorded in `transitions`.
+    n_transitions: usize,
     /// Keyed by (token table id, state id).
     masks: FxHashMap<(u64, u32), Arc<[u32]>>,
     mask_bytes: usize,
@@ -94,12 +96,13 @@ impl MemoInner {
     /// Resets the memo unless `headroom` more entries fit (call before a
     /// fill that may add up to that many; ids stay valid during the fill).
     pub(crate) fn make_room(&mut self, headroom: usize) {
-        let used = self.signatures.len() + self.states.len() + self.transitions.len();
+        let used = self.signatures.len() + self.states.len() + self.n_transitions;
         if used + headroom > MAX_ENTRIES.max(2 * headroom) {
             self.signatures.clear();
             self.states.clear();
             self.single.clear();
             self.transitions.clear();
+            self.n_transitions = 0;
             self.masks.clear();
             self.mask_bytes = 0;
             self.epoch = self.epoch.wrapping_add(1);
@@ -155,12 +158,17 @@ impl MemoInner {
     /// The state after `byte` from state `id` ([`DEAD_STATE`] if the byte
     /// makes the input non-viable) and whether a lexeme ended on it, if known.
     pub(crate) fn transition(&self, id: u32, byte: u8) -> Option<(u32, bool)> {
-        self.transitions.get(&(id, byte)).copied()
+        self.transitions.get(id as usize)?.get(byte)
     }
 
     /// Records the state after `byte` from state `id`.
     pub(crate) fn set_transition(&mut self, id: u32, byte: u8, next: (u32, bool)) {
-        self.transitions.insert((id, byte), next);
+        let i = id as usize;
+        if self.transitions.len() <= i {
+            self.transitions.resize_with(i + 1, Row::default);
+        }
+        self.transitions[i].set(byte, next);
+        self.n_transitions += 1;
     }
 
     /// The memoised mask of state `id` for token table `table`.
@@ -180,6 +188,51 @@ impl MemoInner {
     }
 }
 
+/// The known transitions out of one state: a short list while few bytes
+/// were tried (most states), a table of all 256 once many were (states
+/// near the trie's root, whose children are walked one after another).
+#[derive(Debug, Default)]
+enum Row {
+    #[default]
+    Empty,
+    Few(Vec<(u8, u32, bool)>),
+    All(Box<[(u32, bool); 256]>),
+}
+
+/// Transitions a [`Row`] lists before it becomes a table.
+const FEW: usize = 12;
+/// A table entry not learnt yet.
+const UNSEEN: u32 = u32::MAX - 2;
+
+impl Row {
+    fn get(&self, byte: u8) -> Option<(u32, bool)> {
+        match self {
+            Row::Empty => None,
+            Row::Few(list) => list
+                .iter()
+                .find(|e| e.0 == byte)
+                .map(|&(_, next, ended)| (next, ended)),
+            Row::All(table) => Some(table[byte as usize]).filter(|e| e.0 != UNSEEN),
+        }
+    }
+
+    fn set(&mut self, byte: u8, next: (u32, bool)) {
+        match self {
+            Row::Empty => *self = Row::Few(vec![(byte, next.0, next.1)]),
+            Row::Few(list) if list.len() < FEW => list.push((byte, next.0, next.1)),
+            Row::Few(list) => {
+                let mut table = Box::new([(UNSEEN, false); 256]);
+                for &(b, n, e) in list.iter() {
+                    table[b as usize] = (n, e);
+                }
+                table[byte as usize] = next;
+                *self = Row::All(table);
+            }
+            Row::All(table) => table[byte as usize] = next,
+        }
+    }
+}
+
 /// The id of `key` in `ids` (a new one if absent).
 fn intern(ids: &mut FxHashMap<Box<[u32]>, u32>, key: &[u32]) -> u32 {
     if let Some(&id) = ids.get(key) {
@@ -188,4 +241,31 @@ fn intern(ids: &mut FxHashMap<Box<[u32]>, u32>, key: &[u32]) -> u32 {
     let id = u32::try_from(ids.len()).unwrap_or(SELF - 1);
     ids.insert(key.into(), id);
     id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_keep_every_transition_across_the_switch_to_a_table() {
+        let mut row = Row::default();
+        assert_eq!(row.get(7), None);
+        // Every byte once, in a scattered order, with distinct targets.
+        let order: Vec<u8> = (0..=255u8)
+            .map(|b| b.wrapping_mul(37).wrapping_add(11))
+            .collect();
+        for (i, &b) in order.iter().enumerate() {
+            row.set(b, (u32::from(b) * 3, b % 2 == 0));
+            assert!(matches!(row, Row::Few(_)) == (i < FEW), "{i}");
+            for &seen in &order[..=i] {
+                assert_eq!(row.get(seen), Some((u32::from(seen) * 3, seen % 2 == 0)));
+            }
+            for &unseen in &order[i + 1..] {
+                assert_eq!(row.get(unseen), None);
+            }
+        }
+        row.set(11, (DEAD_STATE, false));
+        assert_eq!(row.get(11), Some((DEAD_STATE, false)));
+    }
 }
