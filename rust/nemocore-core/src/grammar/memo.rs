@@ -35,6 +35,9 @@ use super::earley::NONE;
 pub(crate) const UNKNOWN: u32 = u32::MAX;
 /// The state id of a non-viable input.
 pub(crate) const DEAD_STATE: u32 = u32::MAX;
+/// A viable transition whose target state was not named (it led to a
+/// trie leaf, where only viability matters).
+pub(crate) const VIABLE: u32 = u32::MAX - 3;
 /// Stands for "this column" as an origin inside its own signature.
 const SELF: u32 = u32::MAX - 1;
 
@@ -167,8 +170,9 @@ impl MemoInner {
         if self.transitions.len() <= i {
             self.transitions.resize_with(i + 1, Row::default);
         }
-        self.transitions[i].set(byte, next);
-        self.n_transitions += 1;
+        if self.transitions[i].set(byte, next) {
+            self.n_transitions += 1;
+        }
     }
 
     /// The memoised mask of state `id` for token table `table`.
@@ -216,7 +220,20 @@ impl Row {
         }
     }
 
-    fn set(&mut self, byte: u8, next: (u32, bool)) {
+    /// Records a transition (replacing an earlier one of `byte`, as a
+    /// named state replaces [`VIABLE`]); whether it is new.
+    fn set(&mut self, byte: u8, next: (u32, bool)) -> bool {
+        if let Row::Few(list) = self
+            && let Some(e) = list.iter_mut().find(|e| e.0 == byte)
+        {
+            (e.1, e.2) = next;
+            return false;
+        }
+        if let Row::All(table) = self {
+            let new = table[byte as usize].0 == UNSEEN;
+            table[byte as usize] = next;
+            return new;
+        }
         match self {
             Row::Empty => *self = Row::Few(vec![(byte, next.0, next.1)]),
             Row::Few(list) if list.len() < FEW => list.push((byte, next.0, next.1)),
@@ -228,8 +245,9 @@ impl Row {
                 table[byte as usize] = next;
                 *self = Row::All(table);
             }
-            Row::All(table) => table[byte as usize] = next,
+            Row::All(_) => {}
         }
+        true
     }
 }
 
@@ -256,7 +274,7 @@ mod tests {
             .map(|b| b.wrapping_mul(37).wrapping_add(11))
             .collect();
         for (i, &b) in order.iter().enumerate() {
-            row.set(b, (u32::from(b) * 3, b % 2 == 0));
+            assert!(row.set(b, (u32::from(b) * 3, b % 2 == 0)));
             assert!(matches!(row, Row::Few(_)) == (i < FEW), "{i}");
             for &seen in &order[..=i] {
                 assert_eq!(row.get(seen), Some((u32::from(seen) * 3, seen % 2 == 0)));
@@ -265,7 +283,11 @@ mod tests {
                 assert_eq!(row.get(unseen), None);
             }
         }
-        row.set(11, (DEAD_STATE, false));
+        assert!(!row.set(11, (DEAD_STATE, false)));
         assert_eq!(row.get(11), Some((DEAD_STATE, false)));
+        let mut few = Row::default();
+        assert!(few.set(3, (VIABLE, true)));
+        assert!(!few.set(3, (42, true)));
+        assert_eq!(few.get(3), Some((42, true)));
     }
 }

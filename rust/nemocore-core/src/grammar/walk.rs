@@ -11,7 +11,7 @@
 
 use super::Compiled;
 use super::mask::{MIN_SUBTREE, TokenTable, set_bit};
-use super::memo::{DEAD_STATE, MemoInner};
+use super::memo::{DEAD_STATE, MemoInner, VIABLE};
 use super::state::State;
 
 /// Reusable buffers of one matcher's mask computation.
@@ -143,7 +143,8 @@ fn merge(ranges: &mut Vec<(u32, u32)>) {
 trait Cursor {
     /// Moves to the node at `depth` (>= 1), reached by `byte` from the node
     /// at `depth - 1` on the current path; whether the input stays viable.
-    fn enter(&mut self, depth: usize, byte: u8) -> bool;
+    /// `leaf`: the node has no children (nothing will be entered from it).
+    fn enter(&mut self, depth: usize, byte: u8, leaf: bool) -> bool;
 
     /// After a viable [`enter`](Self::enter): the only lexer thread
     /// `(terminal, DFA state, a lexeme already ended so a later dead end
@@ -162,7 +163,7 @@ struct RealCursor<'a> {
 }
 
 impl Cursor for RealCursor<'_> {
-    fn enter(&mut self, depth: usize, byte: u8) -> bool {
+    fn enter(&mut self, depth: usize, byte: u8, _leaf: bool) -> bool {
         self.state.truncate(self.base + depth - 1);
         self.state.push(self.g, byte)
     }
@@ -224,13 +225,17 @@ impl<'a> MemoCursor<'a> {
 }
 
 impl Cursor for MemoCursor<'_> {
-    fn enter(&mut self, depth: usize, byte: u8) -> bool {
+    fn enter(&mut self, depth: usize, byte: u8, leaf: bool) -> bool {
         self.ids.truncate(depth);
         self.path.truncate(depth - 1);
         self.path.push(byte);
         self.synced = self.synced.min(depth - 1);
         let (parent, ended_before) = self.ids[depth - 1];
-        let (next, ended) = if let Some(known) = self.memo.transition(parent, byte) {
+        let known = self
+            .memo
+            .transition(parent, byte)
+            .filter(|&(next, _)| leaf || next != VIABLE);
+        let (next, ended) = if let Some(known) = known {
             known
         } else {
             let s = &mut *self.state;
@@ -240,7 +245,10 @@ impl Cursor for MemoCursor<'_> {
                 s.push(self.g, b);
             }
             self.synced = depth;
+            // A leaf needs only viability: its state is named (interned)
+            // when a node with children first needs it.
             let known = match s.push_marked(self.g, byte) {
+                (true, ended) if leaf => (VIABLE, ended),
                 (true, ended) => (s.state_id(self.g, self.memo, &mut self.key), ended),
                 (false, _) => (DEAD_STATE, false),
             };
@@ -283,7 +291,7 @@ fn walk_nodes(
             i = end;
             continue;
         }
-        if !cursor.enter(trie.depth[i] as usize, trie.byte[i]) {
+        if !cursor.enter(trie.depth[i] as usize, trie.byte[i], end == i + 1) {
             i = end;
             continue;
         }
