@@ -65,7 +65,7 @@ void abs_max(const py::handle& x_obj, const py::handle& out_obj, int num_threads
 void nvfp4_quantize(const py::handle& x_obj, double amax, int compat, bool block_2d,
                     const py::handle& rand_obj, const py::handle& qdata_obj,
                     const py::handle& scales_obj, const py::handle& tensor_scale_obj,
-                    int num_threads, uintptr_t stream) {
+                    int num_threads, uintptr_t stream, const py::handle& amax_bits_obj) {
   const TensorView x = view_of(x_obj, "x");
   check_rows(x, "x");
   check(compat == 0 || compat == 1, "compat: expected 0 (te) or 1 (torchao)");
@@ -90,6 +90,13 @@ void nvfp4_quantize(const py::handle& x_obj, double amax, int compat, bool block
   check_scalar_f32(ts, "tensor_scale", x);
   p.qdata = static_cast<uint8_t*>(q.data), p.scales = static_cast<uint8_t*>(s.data);
   p.tensor_scale = static_cast<float*>(ts.data);
+  if (const auto bits = optional_view_of(amax_bits_obj, "amax_bits")) {  // CPU: amax found here
+    check(!x.is_cuda, "amax_bits: CPU only; on CUDA pass amax from torch's reduction");
+    check(bits->dim() == 1 && bits->size(0) == 1 && bits->dtype == DType::kInt32,
+          "amax_bits: expected (1,) int32, got " + bits->describe());
+    check_same_device(*bits, "amax_bits", x, "x");
+    p.amax_bits = static_cast<uint32_t*>(bits->data);
+  }
   p.num_threads = num_threads < 1 ? 1 : num_threads;
   p.stream = reinterpret_cast<void*>(stream);
   launch(x, "nvfp4_quantize", &cpu::nvfp4_quantize, NEMOCORE_QUANT_CUDA(nvfp4_quantize), p);
@@ -176,7 +183,10 @@ void register_quant(py::module_& m) {
   m.def("nvfp4_quantize", &nvfp4_quantize, py::arg("x"), py::arg("amax"), py::arg("compat"),
         py::arg("block_2d"), py::arg("rand"), py::arg("qdata"), py::arg("scales"),
         py::arg("tensor_scale"), py::arg("num_threads"), py::arg("stream"),
-        "NVFP4-quantize x (rows, cols) into qdata, scales and tensor_scale.");
+        py::arg("amax_bits") = py::none(),
+        "NVFP4-quantize x (rows, cols) into qdata, scales and tensor_scale; with amax_bits "
+        "(CPU), find amax in the same call (written there as abs_max does; no quantization "
+        "when it is not finite).");
   m.def("nvfp4_dequantize", &nvfp4_dequantize, py::arg("qdata"), py::arg("scales"),
         py::arg("tensor_scale"), py::arg("out"), py::arg("num_threads"), py::arg("stream"),
         "NVFP4 qdata/scales/tensor_scale into out (rows, cols).");

@@ -142,3 +142,42 @@ def test_te_sign_of_products_that_underflow():
         check(x[1:2].to(dtype))  # tensor amax 1
     assert quant.nvfp4_quantize(x.to(torch.bfloat16)).codes()[0, 1:4].tolist() == [0, 8, 0]
     assert quant.nvfp4_quantize(x[1:2].to(torch.bfloat16)).codes()[0, 1:4].tolist() == [8, 8, 0]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_one_call_equals_abs_max_then_quantize(dtype):
+    # nvfp4_quantize on the CPU makes one kernel call that finds amax in a first pass keeping
+    # the block maxima; the same kernel given amax (the two-call form) must agree bit for bit,
+    # strided rows and partial tails included.
+    kernels = _native.kernels()
+    big = block_exponents(40, 420, -12, 0, torch.Generator().manual_seed(9))[:, 3:]
+    for x in (big.to(dtype), big.to(dtype)[::2], big.to(dtype)[:, :128]):
+        amax = torch.tensor([-1], dtype=torch.int32)
+        kernels.abs_max(x, amax, 2, 0)
+        for compat in (0, 1):
+            for block_2d in (False, True):
+                outs = []
+                for one_call in (False, True):
+                    q = torch.empty(x.shape[0], -(-x.shape[1] // 16) * 8, dtype=torch.uint8)
+                    s = torch.empty(x.shape[0], q.shape[1] // 8, dtype=torch.uint8)
+                    ts, bits = torch.zeros(()), torch.tensor([-1], dtype=torch.int32)
+                    a = 0.0 if one_call else float(amax.view(torch.float32))
+                    kernels.nvfp4_quantize(
+                        x, a, compat, block_2d, None, q, s, ts, 2, 0, bits if one_call else None
+                    )
+                    outs.append((q, s, ts))
+                assert int(bits) == int(amax)
+                for two, one in zip(*outs):
+                    assert torch.equal(one, two)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("col", [0, 77, 255, 256, 262])  # in the groups of 8 and in the tail
+@pytest.mark.parametrize("bad", [float("inf"), float("nan")])
+def test_non_finite_input_in_wide_rows_raises(dtype, col, bad):
+    x = torch.randn(5, 263)
+    x[3, col] = bad
+    with pytest.raises(ValueError, match="finite"):
+        quant.nvfp4_quantize(x.to(dtype))
+    with pytest.raises(ValueError, match="finite"):
+        quant.nvfp4_quantize(-x.to(dtype), block_2d=True)

@@ -64,37 +64,15 @@ inline float hmax(__m256 v) {
   return _mm_cvtss_f32(m);
 }
 
-// Horizontal max of each of 8 registers, as the 8 lanes of one (an 8x8 transpose-reduce).
-inline __m256 hmax8(const __m256* m) {
-  __m256 t[4];
-  for (int i = 0; i < 4; ++i) {
-    t[i] = _mm256_max_ps(_mm256_unpacklo_ps(m[2 * i], m[2 * i + 1]),
-                         _mm256_unpackhi_ps(m[2 * i], m[2 * i + 1]));
-  }
-  __m256 u[2];
-  for (int i = 0; i < 2; ++i) {
-    u[i] = _mm256_max_ps(_mm256_shuffle_ps(t[2 * i], t[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
-                         _mm256_shuffle_ps(t[2 * i], t[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
-  }
-  return _mm256_max_ps(_mm256_permute2f128_ps(u[0], u[1], 0x20),
-                       _mm256_permute2f128_ps(u[0], u[1], 0x31));
-}
-
-// Max |x| of 8 consecutive blocks, one per lane.
+// |x| orders like its bit pattern with the sign cleared (inf and NaN above every finite value),
+// so block maxima reduce as integers: 16-bit lanes for bf16 and fp16, 32-bit lanes for float.
+// The quantizer's first pass stores them (MagBits per block) and its second pass reads them.
 template <typename T>
-inline __m256 block_amax8(const T* x) {
-  __m256 m[8];
-  for (int j = 0; j < 8; ++j) {
-    __m256 a, b;
-    load16(x + 16 * j, a, b);
-    m[j] = _mm256_max_ps(vabs(a), vabs(b));
-  }
-  return hmax8(m);
-}
-// bf16: |x| orders like its 15 magnitude bits, so the reduction runs on 16-bit integers, two
-// blocks interleaved per register and halving the lanes per block at each step.
-template <>
-inline __m256 block_amax8(const bf16* x) {
+using MagBits = std::conditional_t<std::is_same_v<T, float>, uint32_t, uint16_t>;
+
+// Max |x| bits of 8 consecutive blocks of 16-bit floats, one per 16-bit lane: two blocks
+// interleaved per register, halving the lanes per block at each step.
+inline __m128i block_max_bits8(const uint16_t* x) {
   const __m256i magnitude = _mm256_set1_epi16(0x7fff);
   auto load = [&](int j) {
     return _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 16 * j)),
@@ -112,9 +90,69 @@ inline __m256 block_amax8(const bf16* x) {
   }
   const __m256i eights = _mm256_max_epi16(_mm256_unpacklo_epi64(quads[0], quads[1]),
                                           _mm256_unpackhi_epi64(quads[0], quads[1]));
-  const __m128i m =
-      _mm_max_epi16(_mm256_castsi256_si128(eights), _mm256_extracti128_si256(eights, 1));
+  return _mm_max_epi16(_mm256_castsi256_si128(eights), _mm256_extracti128_si256(eights, 1));
+}
+
+// Float blocks: one 32-bit lane per block (an 8x8 transpose-reduce on integers).
+inline __m256i block_max_bits8(const uint32_t* x) {
+  const __m256i magnitude = _mm256_set1_epi32(0x7fffffff);
+  auto ps = [](__m256i v) { return _mm256_castsi256_ps(v); };
+  auto si = [](__m256 v) { return _mm256_castps_si256(v); };
+  __m256i m[8];
+  for (int j = 0; j < 8; ++j) {
+    const auto* p = reinterpret_cast<const __m256i*>(x + 16 * j);
+    m[j] = _mm256_max_epi32(_mm256_and_si256(_mm256_loadu_si256(p), magnitude),
+                            _mm256_and_si256(_mm256_loadu_si256(p + 1), magnitude));
+  }
+  __m256i t[4];
+  for (int i = 0; i < 4; ++i) {
+    t[i] = _mm256_max_epi32(_mm256_unpacklo_epi32(m[2 * i], m[2 * i + 1]),
+                            _mm256_unpackhi_epi32(m[2 * i], m[2 * i + 1]));
+  }
+  __m256i u[2];
+  for (int i = 0; i < 2; ++i) {
+    u[i] = _mm256_max_epi32(
+        si(_mm256_shuffle_ps(ps(t[2 * i]), ps(t[2 * i + 1]), _MM_SHUFFLE(1, 0, 1, 0))),
+        si(_mm256_shuffle_ps(ps(t[2 * i]), ps(t[2 * i + 1]), _MM_SHUFFLE(3, 2, 3, 2))));
+  }
+  return _mm256_max_epi32(_mm256_permute2x128_si256(u[0], u[1], 0x20),
+                          _mm256_permute2x128_si256(u[0], u[1], 0x31));
+}
+
+// Stores the max |x| bits of 8 consecutive blocks; returns them as 8 float lanes.
+inline __m256 store_block_max8(const bf16* x, uint16_t* out) {
+  const __m128i m = block_max_bits8(reinterpret_cast<const uint16_t*>(x));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out), m);
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(m), 16));
+}
+inline __m256 store_block_max8(const f16* x, uint16_t* out) {
+  const __m128i m = block_max_bits8(reinterpret_cast<const uint16_t*>(x));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out), m);
+  return _mm256_cvtph_ps(m);
+}
+inline __m256 store_block_max8(const float* x, uint32_t* out) {
+  const __m256i m = block_max_bits8(reinterpret_cast<const uint32_t*>(x));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), m);
+  return _mm256_castsi256_ps(m);
+}
+
+// Stored maxima of 8 blocks (store_block_max8) as 8 float lanes.
+template <typename T>
+inline __m256 load_block_max8(const MagBits<T>* m) {
+  if constexpr (std::is_same_v<T, float>) {
+    return _mm256_loadu_ps(reinterpret_cast<const float*>(m));
+  } else {
+    const __m128i w = _mm_loadu_si128(reinterpret_cast<const __m128i*>(m));
+    if constexpr (std::is_same_v<T, f16>) return _mm256_cvtph_ps(w);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(w), 16));
+  }
+}
+
+// Max |x| of 8 consecutive blocks, one per lane.
+template <typename T>
+inline __m256 block_amax8(const T* x) {
+  MagBits<T> unused[8];
+  return store_block_max8(x, unused);
 }
 
 // ---- scales of 8 blocks ---------------------------------------------------------------------

@@ -6,6 +6,11 @@
 //                    bit operations -> element multiplier -> clamp, RNE or stochastic rounding
 //                    against the caller's uniforms -> nibble pack.
 //
+// Called with amax_bits (what nemocore.quant does on the CPU), nvfp4_quantize runs both passes
+// itself, and with AVX2 and RNE its first pass also stores every whole block's max |x| (1/16 of
+// the input's size): that pass is bound by reading the tensor from memory, so the block
+// reduction costs little there, and the compute-bound second pass skips it.
+//
 // The arithmetic is python/nemocore/ref/quant.py's, operation for operation in float32
 // (nvfp4_common.h), so codes and scales equal the reference bit for bit. With AVX2
 // (nvfp4_avx2.h) a row's whole groups of 8 blocks get their scales first, 8 blocks per
@@ -15,6 +20,7 @@
 // rounding, the blocks whose multiplier is infinite, where NaN must flow as in the reference.
 // Work items are groups of 16 rows, so 2D tiles never straddle two threads.
 #include <algorithm>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -244,10 +250,23 @@ using Tables = nvfp4::EncTable;
 struct Tables {};
 #endif
 
+// The maxima of a tensor's whole groups of 8 blocks, stored by the fused first pass
+// (block_maxima_pass): row r's are bits[r * stride, r * stride + stride). Empty (bits null):
+// the quantize pass takes them from the input.
+template <typename T>
+struct BlockMaxima {
+#if defined(__AVX2__)
+  std::unique_ptr<nvfp4::MagBits<T>[]> bits;
+  int64_t stride = 0;
+  const nvfp4::MagBits<T>* row(int64_t r) const { return bits ? bits.get() + r * stride : nullptr; }
+#endif
+};
+
 // Rows [r0, r1) with 1D (1x16) scales; the blocks past the last whole group of 8 one by one.
 template <typename T>
 void quantize_rows_1d(const Nvfp4QuantizeParams& p, const GlobalScales& g,
-                      [[maybe_unused]] const Tables& t, int64_t r0, int64_t r1) {
+                      [[maybe_unused]] const Tables& t, [[maybe_unused]] const BlockMaxima<T>& bm,
+                      int64_t r0, int64_t r1) {
   const T* x = static_cast<const T*>(p.x);
   const int64_t nb = ceil_div(p.cols, 16), kp = nb * 16, groups = p.cols / 128;
   std::vector<uint8_t> fast(static_cast<size_t>(groups));
@@ -264,8 +283,12 @@ void quantize_rows_1d(const Nvfp4QuantizeParams& p, const GlobalScales& g,
     } else {
       // All scales of the row first, then all codes: the scale arithmetic is a long dependency
       // chain per group, and with it out of the code loop the two loops run at throughput.
-      for (int64_t gi = 0; gi < groups; ++gi)
-        fast[gi] = scales_8_blocks(g, t, nvfp4::block_amax8(row + gi * 128), scales + gi * 8);
+      const nvfp4::MagBits<T>* maxima = bm.row(r);
+      for (int64_t gi = 0; gi < groups; ++gi) {
+        const __m256 amax = maxima ? nvfp4::load_block_max8<T>(maxima + gi * 8)
+                                   : nvfp4::block_amax8(row + gi * 128);
+        fast[gi] = scales_8_blocks(g, t, amax, scales + gi * 8);
+      }
       codes_of_groups(p.compat, row, groups, scales, fast.data(), t, q);
       kb = groups * 8;
     }
@@ -281,7 +304,8 @@ void quantize_rows_1d(const Nvfp4QuantizeParams& p, const GlobalScales& g,
 // Rows [r0, r1) (at most 16: one row of tiles) with 2D (16x16) scales.
 template <typename T>
 void quantize_rows_2d(const Nvfp4QuantizeParams& p, const GlobalScales& g,
-                      [[maybe_unused]] const Tables& t, int64_t r0, int64_t r1) {
+                      [[maybe_unused]] const Tables& t, [[maybe_unused]] const BlockMaxima<T>& bm,
+                      int64_t r0, int64_t r1) {
   const T* x = static_cast<const T*>(p.x);
   const int64_t nb = ceil_div(p.cols, 16), kp = nb * 16;
   auto rand_of = [&](int64_t r, int64_t kb) {
@@ -295,9 +319,12 @@ void quantize_rows_2d(const Nvfp4QuantizeParams& p, const GlobalScales& g,
     std::vector<float> tile_amax(static_cast<size_t>(groups) * 8, 0.f);
     for (int64_t r = r0; r < r1; ++r) {  // row by row: the reads stay sequential
       const T* row = x + r * p.row_stride;
+      const nvfp4::MagBits<T>* maxima = bm.row(r);
       for (int64_t gi = 0; gi < groups; ++gi) {
         float* m = tile_amax.data() + gi * 8;
-        _mm256_storeu_ps(m, _mm256_max_ps(_mm256_loadu_ps(m), nvfp4::block_amax8(row + gi * 128)));
+        const __m256 amax = maxima ? nvfp4::load_block_max8<T>(maxima + gi * 8)
+                                   : nvfp4::block_amax8(row + gi * 128);
+        _mm256_storeu_ps(m, _mm256_max_ps(_mm256_loadu_ps(m), amax));
       }
     }
     for (int64_t gi = 0; gi < groups; ++gi) {
@@ -326,7 +353,7 @@ void quantize_rows_2d(const Nvfp4QuantizeParams& p, const GlobalScales& g,
 }
 
 template <typename T>
-void quantize_impl(const Nvfp4QuantizeParams& p) {
+void quantize_impl(const Nvfp4QuantizeParams& p, const BlockMaxima<T>& bm) {
   const GlobalScales g = nvfp4::global_scales(p.amax, p.compat);
   Tables t;
 #if defined(__AVX2__)
@@ -338,11 +365,83 @@ void quantize_impl(const Nvfp4QuantizeParams& p) {
   parallel_for(groups, threads, [&](int64_t gi) {
     const int64_t r1 = std::min(p.rows, gi * 16 + 16);
     if (p.block_2d) {
-      quantize_rows_2d<T>(p, g, t, gi * 16, r1);
+      quantize_rows_2d<T>(p, g, t, bm, gi * 16, r1);
     } else {
-      quantize_rows_1d<T>(p, g, t, gi * 16, r1);
+      quantize_rows_1d<T>(p, g, t, bm, gi * 16, r1);
     }
   });
+}
+
+// ---- fused: abs-max and block maxima, then quantize --------------------------------------
+
+#if defined(__AVX2__)
+// Pass 1 of the fused quantizer: stores the maxima of every whole group of 8 blocks (so that
+// pass 2 needs no block reduction) and returns max |x| as abs_max does. This pass is bound by
+// reading the tensor from memory, so the reduction costs little here.
+template <typename T>
+uint32_t block_maxima_pass(const Nvfp4QuantizeParams& p, BlockMaxima<T>& bm) {
+  using Mag = nvfp4::MagBits<T>;
+  const int64_t groups = p.cols / 128;
+  bm.stride = groups * 8;
+  bm.bits.reset(new Mag[static_cast<size_t>(p.rows * bm.stride)]);  // no zero fill: all written
+  const T* x = static_cast<const T*>(p.x);
+  const int64_t rows_per_item = std::max<int64_t>(1, 65536 / std::max<int64_t>(p.cols, 1));
+  const int64_t items = ceil_div(p.rows, rows_per_item);
+  std::vector<uint32_t> partial(static_cast<size_t>(items), 0u);
+  parallel_for(items, p.num_threads, [&](int64_t item) {
+    const int64_t r1 = std::min(p.rows, (item + 1) * rows_per_item);
+    __m256 vmax = _mm256_setzero_ps();
+    uint32_t m = 0;
+    for (int64_t r = item * rows_per_item; r < r1; ++r) {
+      const T* row = x + r * p.row_stride;
+      Mag* out = bm.bits.get() + r * bm.stride;
+      for (int64_t gi = 0; gi < groups; ++gi) {
+        // integer max on the float lanes' bits (non-negative): inf and NaN order above all
+        vmax = _mm256_castsi256_ps(_mm256_max_epi32(
+            _mm256_castps_si256(vmax),
+            _mm256_castps_si256(nvfp4::store_block_max8(row + gi * 128, out + gi * 8))));
+      }
+      if (groups * 128 < p.cols) {
+        m = std::max(m, row_abs_max_bits(row + groups * 128, p.cols - groups * 128));
+      }
+    }
+    alignas(32) uint32_t lanes[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), _mm256_castps_si256(vmax));
+    for (uint32_t v : lanes) m = std::max(m, v);
+    partial[item] = m;
+  });
+  return *std::max_element(partial.begin(), partial.end());
+}
+#endif
+
+// abs_max, then (when the input is finite) nvfp4_quantize with that amax. With AVX2 and RNE the
+// first pass also stores the block maxima.
+template <typename T>
+void quantize_fused(const Nvfp4QuantizeParams& p) {
+  BlockMaxima<T> bm;
+  uint32_t bits = 0;
+#if defined(__AVX2__)
+  if (p.rand == nullptr && p.cols >= 128)
+    bits = block_maxima_pass<T>(p, bm);
+  else
+#endif
+  {
+    AbsMaxParams a;
+    a.x = p.x, a.dtype = p.dtype, a.rows = p.rows, a.cols = p.cols;
+    a.row_stride = p.row_stride, a.out_bits = &bits, a.num_threads = p.num_threads;
+    abs_max_impl<T>(a);
+  }
+  *p.amax_bits = bits;
+  if (bits >= 0x7f800000u) return;  // inf or NaN: the caller raises
+  Nvfp4QuantizeParams q = p;
+  q.amax = bits_to_float(bits);
+  quantize_impl<T>(q, bm);
+}
+
+template <typename T>
+void quantize_entry(const Nvfp4QuantizeParams& p) {
+  if (p.amax_bits) return quantize_fused<T>(p);
+  quantize_impl<T>(p, BlockMaxima<T>{});
 }
 
 }  // namespace
@@ -359,9 +458,9 @@ void abs_max(const AbsMaxParams& p) {
 
 void nvfp4_quantize(const Nvfp4QuantizeParams& p) {
   switch (p.dtype) {
-    case DType::kFloat32: return quantize_impl<float>(p);
-    case DType::kBFloat16: return quantize_impl<bf16>(p);
-    case DType::kFloat16: return quantize_impl<f16>(p);
+    case DType::kFloat32: return quantize_entry<float>(p);
+    case DType::kBFloat16: return quantize_entry<bf16>(p);
+    case DType::kFloat16: return quantize_entry<f16>(p);
     default:
       throw std::invalid_argument(std::string("x: unsupported dtype ") + dtype_name(p.dtype));
   }

@@ -44,6 +44,10 @@ struct Nvfp4QuantizeParams {
   uint8_t* qdata = nullptr;       // (M, Kp/2)
   uint8_t* scales = nullptr;      // (M, nb)
   float* tensor_scale = nullptr;  // one value: the per-tensor decode scale
+  // CPU only. Set: the kernel finds amax itself (ignoring `amax`) in a first pass that also
+  // keeps the block maxima, writes it here as AbsMaxParams::out_bits does, and quantizes only
+  // when it is finite (below 0x7f800000).
+  uint32_t* amax_bits = nullptr;
   int num_threads = 1;
   void* stream = nullptr;
 };

@@ -103,7 +103,10 @@ def nvfp4_quantize(
     if hadamard is not False:
         signs = hadamard_signs(hadamard)
         x2 = rht(torch.nn.functional.pad(x2, (0, -k % 16)), signs)
-    amax = abs_max(x2)
+    # CPU: the kernel finds amax itself, in a first pass that also keeps the block maxima
+    fused = x2.device.type == "cpu"
+    amax_bits = torch.zeros(1, dtype=torch.int32) if fused else None
+    amax = None if fused else abs_max(x2)
     nb = -(-k // 16)
     rand = None
     if stochastic_rounding:
@@ -113,9 +116,13 @@ def nvfp4_quantize(
     tensor_scale = torch.zeros((), dtype=torch.float32, device=x.device)
     threads, stream = _native.launch_args(x.device)
     _native.kernels().nvfp4_quantize(
-        x2, float(amax), _COMPAT_CODES[compat], block_2d, rand, qdata, scales,
-        tensor_scale, threads, stream,
+        x2, 0.0 if fused else float(amax), _COMPAT_CODES[compat], block_2d, rand, qdata,
+        scales, tensor_scale, threads, stream, amax_bits,
     )  # fmt: skip
+    if fused:
+        if int(amax_bits.item()) >= 0x7F800000:
+            ref.check_finite(x2)  # raises with the message that says what to do
+        amax = amax_bits.view(torch.float32).reshape(())
     return NVFP4Tensor(
         qdata=qdata, scales=scales, tensor_scale=tensor_scale, amax=amax, shape=x.shape,
         dtype=x.dtype, block_2d=block_2d, compat=compat, hadamard_signs=signs,
