@@ -375,6 +375,15 @@ void quantize_impl(const Nvfp4QuantizeParams& p, const BlockMaxima<T>& bm) {
 // ---- fused: abs-max and block maxima, then quantize --------------------------------------
 
 #if defined(__AVX2__)
+// Asks for the input 8 KB past one group of 8 blocks: with the block reduction in the loop, the
+// out-of-order window alone runs too little ahead of the reads to keep the memory busy
+// (measured: ~3% faster with one thread and with two, 4-16 KB alike).
+template <typename T>
+inline void prefetch_ahead(const T* group) {
+  const char* p = reinterpret_cast<const char*>(group) + 8192;
+  for (size_t line = 0; line < 128 * sizeof(T); line += 64) _mm_prefetch(p + line, _MM_HINT_T0);
+}
+
 // Pass 1 of the fused quantizer: stores the maxima of every whole group of 8 blocks (so that
 // pass 2 needs no block reduction) and returns max |x| as abs_max does. This pass is bound by
 // reading the tensor from memory, so the reduction costs little here.
@@ -396,6 +405,7 @@ uint32_t block_maxima_pass(const Nvfp4QuantizeParams& p, BlockMaxima<T>& bm) {
       const T* row = x + r * p.row_stride;
       Mag* out = bm.bits.get() + r * bm.stride;
       for (int64_t gi = 0; gi < groups; ++gi) {
+        prefetch_ahead(row + gi * 128);
         // integer max on the float lanes' bits (non-negative): inf and NaN order above all
         vmax = _mm256_castsi256_ps(_mm256_max_epi32(
             _mm256_castps_si256(vmax),
