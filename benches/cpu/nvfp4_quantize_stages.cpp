@@ -106,6 +106,24 @@ int main() {
     scales_of_row(r, te, te_table);
     codes_of_row(r, te_table, Te{});
   });
+  // The one-call kernel (nvfp4_quantize with amax_bits): pass 1 stores the block maxima while
+  // it reads the tensor for amax, pass 2 starts from them.
+  std::vector<uint16_t> maxima(kRows * kCols / 16);
+  stage("pass 1 of the one-call kernel: block maxima stored", [&](int r) {
+    for (int gi = 0; gi < kGroups; ++gi) {
+      const int blk = r * kCols / 16 + gi * 8;
+      sink = _mm256_max_ps(sink, nv::store_block_max8(&x[blk * 16], &maxima[blk]));
+    }
+  });
+  stage("pass 2 of the one-call kernel: scales from them, then codes (TE)", [&](int r) {
+    for (int gi = 0; gi < kGroups; ++gi) {
+      const int blk = r * kCols / 16 + gi * 8;
+      const __m256i bytes = nv::block_scale_bytes8(te, nv::load_block_max8<bf16>(&maxima[blk]));
+      nv::store_bytes8(bytes, &scales[blk]);
+      fast[gi] = nv::fast8(te_table, bytes);
+    }
+    codes_of_row(r, te_table, Te{});
+  });
   alignas(32) float s[8];
   _mm256_store_ps(s, sink);
   return s[0] < 0 && q[1] == 255 ? 1 : 0;  // keep the results alive
