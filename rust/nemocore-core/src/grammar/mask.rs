@@ -14,7 +14,7 @@
 //! is disallowed.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use rustc_hash::FxHashMap;
 
@@ -50,6 +50,8 @@ pub struct TokenTable {
     /// Splits below trie nodes, per terminal regex, then (DFA state, node,
     /// a lexeme already ended).
     subtrees: Mutex<FxHashMap<String, SubtreeKeyed>>,
+    /// Per first byte: the tokens starting with it (bitsets, built on first use).
+    first_byte_masks: OnceLock<Vec<Vec<u32>>>,
 }
 
 type SubtreeKeyed = FxHashMap<(u32, u32, bool), Arc<SubtreeSets>>;
@@ -108,6 +110,7 @@ impl TokenTable {
             trie,
             cache: Mutex::new(FxHashMap::default()),
             subtrees: Mutex::new(FxHashMap::default()),
+            first_byte_masks: OnceLock::new(),
         })
     }
 
@@ -129,6 +132,26 @@ impl TokenTable {
     /// The end-of-sequence token ids.
     pub fn eos_ids(&self) -> &[u32] {
         &self.eos
+    }
+
+    /// The tokens whose first byte is `byte` (a mask).
+    pub(crate) fn first_byte_mask(&self, byte: u8) -> &[u32] {
+        let masks = self.first_byte_masks.get_or_init(|| {
+            let mut masks = vec![vec![0u32; self.mask_words()]; 256];
+            let mut node = 1;
+            while node < self.trie.len() {
+                let end = self.trie.end[node] as usize;
+                let m = &mut masks[self.trie.byte[node] as usize];
+                for i in node..end {
+                    for &id in self.trie.ids_at(i) {
+                        set_bit(m, id);
+                    }
+                }
+                node = end;
+            }
+            masks
+        });
+        &masks[byte as usize]
     }
 
     /// Number of 32-bit words of a mask.

@@ -72,6 +72,9 @@ pub(crate) struct MemoInner {
     n_transitions: usize,
     /// Keyed by (token table id, state id).
     masks: FxHashMap<(u64, u32), Arc<[u32]>>,
+    /// Python mode, per (token table, terminals the parser takes after a
+    /// lexeme): those terminals' start-state tokens and trie ranges.
+    fresh: FxHashMap<(u64, Box<[u32]>), Arc<FreshSets>>,
     mask_bytes: usize,
     epoch: u32,
     /// Scratch for building a signature.
@@ -107,6 +110,7 @@ impl MemoInner {
             self.transitions.clear();
             self.n_transitions = 0;
             self.masks.clear();
+            self.fresh.clear();
             self.mask_bytes = 0;
             self.epoch = self.epoch.wrapping_add(1);
         }
@@ -183,13 +187,43 @@ impl MemoInner {
     /// Remembers `mask` for state `id`; masks are dropped when they exceed
     /// their budget (the next states rebuild them).
     pub(crate) fn insert_mask(&mut self, table: u64, id: u32, mask: &[u32]) {
-        if self.mask_bytes + size_of_val(mask) > MAX_MASK_BYTES {
-            self.masks.clear();
-            self.mask_bytes = 0;
-        }
-        self.mask_bytes += size_of_val(mask);
+        self.make_mask_room(size_of_val(mask));
         self.masks.insert((table, id), mask.into());
     }
+
+    fn make_mask_room(&mut self, bytes: usize) {
+        if self.mask_bytes + bytes > MAX_MASK_BYTES {
+            self.masks.clear();
+            self.fresh.clear();
+            self.mask_bytes = 0;
+        }
+        self.mask_bytes += bytes;
+    }
+
+    /// The start-state sets of the terminals in `taken` (a bitset of
+    /// terminal ids) for token table `table`, built by `build` once.
+    pub(crate) fn fresh_sets(
+        &mut self,
+        table: u64,
+        taken: &[u32],
+        build: impl FnOnce() -> FreshSets,
+    ) -> Arc<FreshSets> {
+        if let Some(f) = self.fresh.get(&(table, taken.into())) {
+            return Arc::clone(f);
+        }
+        let f = Arc::new(build());
+        self.make_mask_room(size_of_val(f.inside.as_slice()) + size_of_val(f.ranges.as_slice()));
+        self.fresh.insert((table, taken.into()), Arc::clone(&f));
+        f
+    }
+}
+
+/// Tokens that some terminal keeps alive from its start state (a mask),
+/// and the merged trie ranges where such lexemes end inside a token.
+#[derive(Debug)]
+pub(crate) struct FreshSets {
+    pub inside: Vec<u32>,
+    pub ranges: Vec<(u32, u32)>,
 }
 
 /// The known transitions out of one state: a short list while few bytes

@@ -47,6 +47,11 @@ pub struct PyTerms {
 }
 
 impl PyTerms {
+    /// Terminals the lexer matches.
+    pub(crate) fn lexable(&self) -> &[u32] {
+        &self.lexable
+    }
+
     /// Finds `_NEWLINE`, `_INDENT`, `_DEDENT` and the bracket terminals.
     pub fn new(ir: &Ir) -> Result<PyTerms> {
         let find = |name: &str| {
@@ -231,6 +236,43 @@ impl PyState {
     /// Byte offset where the pending lexeme starts.
     pub fn lexeme_start(&self) -> usize {
         self.recs[self.recs.len() - 1].lex_start as usize
+    }
+
+    /// Whether the pending lexeme has a fallback right here (it is a whole
+    /// lexeme as it stands).
+    pub(crate) fn fallback_here(&self) -> bool {
+        let r = self.recs[self.recs.len() - 1];
+        !r.dead && r.last_accept as usize == self.input.len()
+    }
+
+    /// With the pending lexeme complete right here (its fallback is the
+    /// current position): whether the parser takes each terminal after it
+    /// ends here (indexed by terminal id), or `None` if ending it here
+    /// fails. A token whose first byte no live terminal takes ends it here
+    /// and starts a new lexeme: this is the parser such tokens meet.
+    pub(crate) fn acceptable_after_fallback(
+        &mut self,
+        g: &Compiled,
+        py: &PyTerms,
+    ) -> Option<Vec<bool>> {
+        let r = self.recs[self.recs.len() - 1];
+        if r.dead || r.last_accept as usize != self.input.len() {
+            return None;
+        }
+        self.load();
+        let (chart_len, indents_len) = (self.chart.len(), self.indents.len());
+        let out = self.emit_pending(g, py).then(|| {
+            let mut acceptable = vec![false; py.kind.len()];
+            for &t in &py.lexable {
+                acceptable[t as usize] =
+                    Self::acceptable_with(&self.chart, g, py, self.work.paren, t);
+            }
+            acceptable
+        });
+        self.chart.truncate(chart_len);
+        self.sigs.truncate(chart_len);
+        self.indents.truncate(indents_len);
+        out
     }
 
     /// Whether a shorter lexeme already matched (maximal munch may fall back to it).

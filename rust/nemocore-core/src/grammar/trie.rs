@@ -63,6 +63,19 @@ impl Trie {
         t
     }
 
+    /// The preorder span of the subtree of tokens starting with `byte`
+    /// (empty if none does).
+    pub fn first_byte_span(&self, byte: u8) -> (u32, u32) {
+        let mut i = 1;
+        while i < self.len() {
+            if self.byte[i] == byte {
+                return (u32::try_from(i).unwrap_or(u32::MAX), self.end[i]);
+            }
+            i = self.end[i] as usize;
+        }
+        (0, 0)
+    }
+
     /// Number of nodes (the root included).
     pub fn len(&self) -> usize {
         self.byte.len()
