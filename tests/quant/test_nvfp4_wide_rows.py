@@ -169,6 +169,10 @@ def test_one_call_equals_abs_max_then_quantize(dtype):
                 assert int(bits) == int(amax)
                 for two, one in zip(*outs):
                     assert torch.equal(one, two)
+    empty, bits = torch.empty(0, 256, dtype=dtype), torch.tensor([-1], dtype=torch.int32)
+    q, s = torch.empty(0, 128, dtype=torch.uint8), torch.empty(0, 16, dtype=torch.uint8)
+    kernels.nvfp4_quantize(empty, 0.0, 0, False, None, q, s, torch.zeros(()), 2, 0, bits)
+    assert int(bits) == 0  # no rows: amax 0
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -396,7 +396,7 @@ uint32_t block_maxima_pass(const Nvfp4QuantizeParams& p, BlockMaxima<T>& bm) {
   const T* x = static_cast<const T*>(p.x);
   const int64_t rows_per_item = std::max<int64_t>(1, 65536 / std::max<int64_t>(p.cols, 1));
   const int64_t items = ceil_div(p.rows, rows_per_item);
-  std::vector<uint32_t> partial(static_cast<size_t>(items), 0u);
+  std::vector<uint32_t> partial(static_cast<size_t>(std::max<int64_t>(items, 1)), 0u);
   parallel_for(items, p.num_threads, [&](int64_t item) {
     const int64_t r1 = std::min(p.rows, (item + 1) * rows_per_item);
     __m256 vmax = _mm256_setzero_ps();
