@@ -24,6 +24,8 @@ from nemocore.grammar.tokenizer_info import TokenizerInfo
 
 __all__ = ["CompiledGrammar", "GrammarCompiler", "GrammarMatcher", "allocate_token_bitmask"]
 
+_INT32 = torch.int32
+
 
 def allocate_token_bitmask(batch_size: int, vocab_size: int) -> torch.Tensor:
     """An all-allowed bitmask: int32 ``(batch_size, ceil(vocab_size / 32))``, xgrammar's layout."""
@@ -125,30 +127,33 @@ class GrammarMatcher:
     def fill_next_token_bitmask(self, bitmask: torch.Tensor, index: int = 0) -> None:
         """Writes the allowed next tokens into row ``index`` of ``bitmask`` (int32
         ``(batch, ceil(vocab_size / 32))``, on the CPU). After termination nothing is allowed."""
-        if bitmask.dtype != torch.int32 or bitmask.dim() not in (1, 2) or not bitmask.is_cpu:
+        shape = bitmask.shape
+        if bitmask.dtype != _INT32 or len(shape) not in (1, 2) or not bitmask.is_cpu:
             raise TypeError(
                 f"bitmask: expected an int32 (batch, words) tensor on the CPU, got {bitmask.dtype} "
-                f"{tuple(bitmask.shape)} on {bitmask.device}; use allocate_token_bitmask"
+                f"{tuple(shape)} on {bitmask.device}; use allocate_token_bitmask"
             )
         words = self._words
-        width = bitmask.shape[-1]
+        width = shape[-1]
         if width < words:
             raise ValueError(
                 f"bitmask: rows need {words} words for vocab_size {self._info.vocab_size}, "
                 f"got {width}; use allocate_token_bitmask(batch, vocab_size)"
             )
-        if bitmask.dim() == 2 and not -bitmask.shape[0] <= index < bitmask.shape[0]:
-            raise IndexError(f"index {index} is out of range for {bitmask.shape[0]} rows")
+        rows = shape[0] if len(shape) == 2 else 1
+        if not -rows <= index < rows:
+            raise IndexError(f"index {index} is out of range for {rows} rows")
         if self._terminated:
-            (bitmask if bitmask.dim() == 1 else bitmask[index]).zero_()
+            (bitmask if len(shape) == 1 else bitmask[index]).zero_()
             return
         mask = self._inner.fill_mask(self._table)
-        if bitmask.stride(-1) == 1 and width == words:
+        strides = bitmask.stride()
+        if strides[-1] == 1 and width == words:
             # The common case (a contiguous row): one copy, no tensor views.
-            row = index % bitmask.shape[0] if bitmask.dim() == 2 else 0
-            ctypes.memmove(bitmask.data_ptr() + 4 * row * bitmask.stride(0), mask, 4 * words)
+            offset = 4 * (index % rows) * strides[0]
+            ctypes.memmove(bitmask.data_ptr() + offset, mask, 4 * words)
             return
-        row = bitmask if bitmask.dim() == 1 else bitmask[index]
+        row = bitmask if len(shape) == 1 else bitmask[index]
         row[:words].copy_(torch.frombuffer(bytearray(mask), dtype=torch.int32))
         row[words:].zero_()
 
