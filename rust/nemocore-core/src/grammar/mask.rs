@@ -186,13 +186,15 @@ impl TokenTable {
 
     /// Computes ahead of time the token sets of every state of every
     /// terminal of `grammar` (those of terminals with more than
-    /// [`MAX_PREPARED_STATES`] states stay lazy), so that masks rarely
+    /// [`MAX_PREPARED_STATES`] states, and past [`MAX_PREPARED_TOTAL`] in
+    /// all, stay lazy), so that masks rarely
     /// meet an uncached lexer state: the context-independent half of every
     /// mask, as xgrammar's compiler builds it; then the first mask of every
     /// generation (the empty text's). Work items (a terminal and
     /// up to [`PREPARE_CHUNK`] of its states, one trie walk each) are
     /// spread over up to [`MAX_PREPARE_THREADS`] threads.
     pub fn prepare(&self, grammar: &Grammar) {
+        let mut todo: Vec<(&str, &Dfa, Vec<u32>)> = Vec::new();
         let mut work: Vec<(&str, &Dfa, Vec<u32>)> = Vec::new();
         {
             let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
@@ -213,13 +215,23 @@ impl TokenTable {
                     .flat_map(|s| variants.iter().map(move |&e| sets_key(s, e)))
                     .filter(|k| have.is_none_or(|m| !m.contains_key(k)))
                     .collect();
-                for chunk in missing.chunks(PREPARE_CHUNK) {
-                    work.push((&term.pattern, dfa, chunk.to_vec()));
-                }
+                todo.push((&term.pattern, dfa, missing));
             }
         }
-        work.sort_by(|a, b| a.0.cmp(b.0));
-        work.dedup_by(|a, b| a.0 == b.0 && a.2 == b.2);
+        // Small terminals first, within a budget: a huge `{m,n}` stays lazy
+        // rather than making compile time seconds.
+        todo.sort_by_key(|t| t.2.len());
+        todo.dedup_by(|a, b| a.0 == b.0);
+        let mut budget = MAX_PREPARED_TOTAL;
+        for (pattern, dfa, missing) in todo {
+            if missing.len() > budget {
+                break;
+            }
+            budget -= missing.len();
+            for chunk in missing.chunks(PREPARE_CHUNK) {
+                work.push((pattern, dfa, chunk.to_vec()));
+            }
+        }
         let next = AtomicUsize::new(0);
         let run = || {
             let mut done = Vec::new();
@@ -430,7 +442,10 @@ pub(crate) struct SubtreeSets {
 static NEXT_TABLE_ID: AtomicU64 = AtomicU64::new(0);
 
 /// Most DFA states of one terminal that [`TokenTable::prepare`] computes.
-const MAX_PREPARED_STATES: usize = 4096;
+const MAX_PREPARED_STATES: usize = 2048;
+/// Most token sets one [`TokenTable::prepare`] computes (DFA states, and
+/// their after-fallback variants in Python mode).
+const MAX_PREPARED_TOTAL: usize = 8192;
 /// DFA states per work item (trie walk) of [`TokenTable::prepare`].
 const PREPARE_CHUNK: usize = 32;
 /// Most threads [`TokenTable::prepare`] runs on (xgrammar's default too).
