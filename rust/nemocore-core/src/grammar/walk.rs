@@ -2,19 +2,18 @@
 //! trie over the tokens the parser must decide (see `mask.rs`).
 //!
 //! The walk descends the trie in preorder, feeding one byte per edge to a
-//! [`Cursor`]: the real parse state (push when descending, truncate when
-//! ascending: the state is append-only, so truncation is the undo log), or,
-//! in the dynamic mode, memoised state ids (`memo.rs`), where a byte is a
-//! table lookup and the real state runs only to learn a new transition.
+//! [`Cursor`]: memoised state ids (`memo.rs`), where a byte is a table
+//! lookup and the real parse state runs only to learn a new transition, or
+//! for states not worth memoising the real state alone (push when
+//! descending, truncate when ascending: the state is append-only, so
+//! truncation is the undo log).
 //! Where a single lexer thread is left, its cached split below the node
 //! marks the tokens that stay in the lexeme and names the subtrees to walk on.
 
-use std::sync::Arc;
-
 use super::Compiled;
-use super::dfa::DEAD;
+use super::fallback;
 use super::mask::{MIN_SUBTREE, TokenTable, set_bit};
-use super::memo::{DEAD_STATE, FreshSets, MemoInner, VIABLE};
+use super::memo::{DEAD_STATE, MemoInner, VIABLE};
 use super::state::State;
 
 /// Reusable buffers of one matcher's mask computation.
@@ -62,72 +61,14 @@ fn compute(
     mut memo: Option<(&mut MemoInner, u32)>,
 ) {
     mask.fill(0);
-    scratch.ranges.clear();
-    scratch.threads.clear();
-    let mut fallback = false;
-    match state {
-        State::Dyn(s) => scratch
-            .threads
-            .extend(s.threads().iter().map(|t| (t.term, t.state))),
-        State::Py(s) => {
-            fallback = s.has_fallback();
-            scratch.threads.extend_from_slice(s.threads());
-        }
-    }
-    scratch.threads.sort_unstable();
-    scratch.threads.dedup();
-    // Python mode with the pending lexeme complete right here: see
-    // `fallback_here_sets` (computed first: it borrows the state mutably).
-    let split = match (&mut *state, &g.python) {
-        (State::Py(s), Some(py)) if fallback && s.fallback_here() => {
-            Some((s.acceptable_after_fallback(g, py), py))
-        }
-        _ => None,
-    };
-    let acceptable = |term: u32| match (&*state, &g.python) {
-        (State::Py(s), Some(py)) => s.acceptable(g, py, term),
-        _ => true,
-    };
-    // After a fallback (a shorter lexeme already matched), tokens that kill
-    // every thread fall back to it: the sets then leave every death to the
-    // walk; a thread the parser cannot take yet needs the whole walk.
-    let whole_trie = fallback && !scratch.threads.iter().all(|&(term, _)| acceptable(term));
-    if let Some((after, py)) = split {
-        fallback_here_sets(
-            g,
-            table,
-            mask,
-            scratch,
-            whole_trie,
-            after.as_deref().map(|a| (a, py.lexable())),
-            memo.as_mut().map(|(m, _)| &mut **m),
-        );
-        for &(term, st) in &scratch.threads {
-            let Some(dfa) = g.dfa(term) else { continue };
-            if !whole_trie && acceptable(term) {
-                let sets = table.sets(&g.ir.terms[term as usize].pattern, st, true, dfa);
-                for (m, w) in mask.iter_mut().zip(&sets.inside) {
-                    *m |= *w;
-                }
-            }
-        }
-    } else if whole_trie {
-        scratch
-            .ranges
-            .push((1, u32::try_from(table.trie.len()).unwrap_or(u32::MAX)));
-    } else {
-        for &(term, st) in &scratch.threads {
-            let Some(dfa) = g.dfa(term) else { continue };
-            let sets = table.sets(&g.ir.terms[term as usize].pattern, st, fallback, dfa);
-            if acceptable(term) {
-                for (m, w) in mask.iter_mut().zip(&sets.inside) {
-                    *m |= *w;
-                }
-            }
-            scratch.ranges.extend_from_slice(&sets.ranges);
-        }
-        merge(&mut scratch.ranges);
-    }
+    let whole_trie = root_sets(
+        g,
+        state,
+        table,
+        mask,
+        scratch,
+        memo.as_mut().map(|(m, _)| &mut **m),
+    );
     let span = (1, table.trie.len());
     let base = state.len();
     // Lexemes begun before this token are covered by the root's sets
@@ -154,135 +95,76 @@ fn compute(
     state.truncate(base);
 }
 
-/// The Python-mode split when the pending lexeme is complete right here:
-/// tokens whose first byte continues a live thread (`scratch.threads`) are
-/// decided by those threads' sets after a fallback; every other token ends
-/// the lexeme here and starts a new one, so it is decided as after any
-/// lexeme, by every terminal's start-state sets and the parser after this
-/// one (`after`: which terminals it takes, by id, and the lexer's
-/// terminals; `None`: ending here fails, so none of those tokens is
-/// allowed). Fills `scratch.ranges` and the second
-/// part of `mask` (the caller adds the live threads' own tokens).
-fn fallback_here_sets(
+/// The root's part of the mask: ORs into `mask` the tokens that stay in a
+/// live lexer thread's lexeme and leaves in `scratch.ranges` the trie
+/// ranges the walk must decide. Returns whether those cover whole
+/// first-byte subtrees to be walked node by node (a Python-mode fallback
+/// lexeme with a live thread the parser cannot take yet).
+fn root_sets(
     g: &Compiled,
+    state: &mut State,
     table: &TokenTable,
     mask: &mut [u32],
     scratch: &mut Scratch,
-    whole_trie: bool,
-    after: Option<(&[bool], &[u32])>,
     memo: Option<&mut MemoInner>,
-) {
-    let trie = &table.trie;
-    let continues = |b: u8| {
-        scratch
+) -> bool {
+    scratch.threads.clear();
+    let mut fallback = false;
+    match state {
+        State::Dyn(s) => scratch
             .threads
-            .iter()
-            .any(|&(t, st)| g.dfa(t).is_some_and(|d| d.next(st, b) != DEAD))
-    };
-    let cont: Vec<u8> = (0..=255u8).filter(|&b| continues(b)).collect();
-    let mut cont_spans: Vec<(u32, u32)> = cont
-        .iter()
-        .map(|&b| trie.first_byte_span(b))
-        .filter(|s| s.0 < s.1)
-        .collect();
-    cont_spans.sort_unstable();
-    let all = (1, u32::try_from(trie.len()).unwrap_or(u32::MAX));
-    let kill_spans = complement(&cont_spans, all);
-    let mut ranges = Vec::new();
-    if whole_trie {
-        ranges.extend_from_slice(&cont_spans);
-    } else {
-        for &(term, st) in &scratch.threads {
-            let Some(dfa) = g.dfa(term) else { continue };
-            let sets = table.sets(&g.ir.terms[term as usize].pattern, st, true, dfa);
-            clip(&sets.ranges, &cont_spans, &mut ranges);
+            .extend(s.threads().iter().map(|t| (t.term, t.state))),
+        State::Py(s) => {
+            fallback = s.has_fallback();
+            scratch.threads.extend_from_slice(s.threads());
         }
     }
-    if let Some((after, lexable)) = after {
-        // Only terminals the parser takes: a token whose new lexeme is
-        // another terminal is rejected when that lexeme ends.
-        let taken: Vec<u32> = lexable
-            .iter()
-            .copied()
-            .filter(|&t| after[t as usize])
-            .collect();
-        let build = || {
-            let mut fresh = FreshSets {
-                inside: vec![0u32; mask.len()],
-                ranges: Vec::new(),
-            };
-            for &term in &taken {
-                let Some(dfa) = g.dfa(term) else { continue };
-                let sets = table.sets(&g.ir.terms[term as usize].pattern, 0, false, dfa);
-                for (f, w) in fresh.inside.iter_mut().zip(&sets.inside) {
-                    *f |= *w;
-                }
-                fresh.ranges.extend_from_slice(&sets.ranges);
-            }
-            merge(&mut fresh.ranges);
-            fresh
-        };
-        let fresh = match memo {
-            Some(memo) => {
-                let mut key = vec![0u32; after.len().div_ceil(32)];
-                for &t in &taken {
-                    key[t as usize / 32] |= 1 << (t % 32);
-                }
-                memo.fresh_sets(table.id, &key, build)
-            }
-            None => Arc::new(build()),
-        };
-        clip(&fresh.ranges, &kill_spans, &mut ranges);
-        let mut cont_mask = vec![0u32; mask.len()];
-        for &b in &cont {
-            for (c, w) in cont_mask.iter_mut().zip(table.first_byte_mask(b)) {
-                *c |= *w;
-            }
+    scratch.threads.sort_unstable();
+    scratch.threads.dedup();
+    // Python mode with the pending lexeme complete right here (see
+    // `fallback.rs`; asked first: it borrows the state mutably).
+    let split = match (&mut *state, &g.python) {
+        (State::Py(s), Some(py)) if fallback && s.fallback_here() => {
+            Some((s.acceptable_after_fallback(g, py), py))
         }
-        for ((m, f), c) in mask.iter_mut().zip(&fresh.inside).zip(&cont_mask) {
-            *m |= *f & !*c;
+        _ => None,
+    };
+    let acceptable = |term: u32| match (&*state, &g.python) {
+        (State::Py(s), Some(py)) => s.acceptable(g, py, term),
+        _ => true,
+    };
+    // After a fallback (a shorter lexeme already matched), tokens that kill
+    // every thread fall back to it: the sets then leave every death to the
+    // walk; a thread the parser cannot take yet needs the whole walk.
+    let whole_trie = fallback && !scratch.threads.iter().all(|&(term, _)| acceptable(term));
+    let mut ranges = Vec::new();
+    if !whole_trie {
+        for &(term, st) in &scratch.threads {
+            let Some(dfa) = g.dfa(term) else { continue };
+            let sets = table.sets(&g.ir.terms[term as usize].pattern, st, fallback, dfa);
+            if acceptable(term) {
+                for (m, w) in mask.iter_mut().zip(&sets.inside) {
+                    *m |= *w;
+                }
+            }
+            ranges.extend_from_slice(&sets.ranges);
         }
     }
     merge(&mut ranges);
-    scratch.ranges = ranges;
+    let live = (!whole_trie).then_some(ranges.as_slice());
+    scratch.ranges = match split {
+        Some((after, py)) => {
+            let after = after.as_deref().map(|a| (a, py.lexable()));
+            fallback::split(g, table, mask, &scratch.threads, live, after, memo)
+        }
+        None if whole_trie => vec![(1, u32::try_from(table.trie.len()).unwrap_or(u32::MAX))],
+        None => ranges,
+    };
+    whole_trie
 }
 
-/// Appends to `out` the parts of `ranges` inside `spans` (both sorted and
-/// disjoint).
-fn clip(ranges: &[(u32, u32)], spans: &[(u32, u32)], out: &mut Vec<(u32, u32)>) {
-    let mut j = 0;
-    for &(lo, hi) in ranges {
-        while j < spans.len() && spans[j].1 <= lo {
-            j += 1;
-        }
-        let mut k = j;
-        while k < spans.len() && spans[k].0 < hi {
-            let (a, b) = (lo.max(spans[k].0), hi.min(spans[k].1));
-            if a < b {
-                out.push((a, b));
-            }
-            k += 1;
-        }
-    }
-}
-
-/// The parts of `all` outside `spans` (sorted and disjoint).
-fn complement(spans: &[(u32, u32)], all: (u32, u32)) -> Vec<(u32, u32)> {
-    let mut out = Vec::new();
-    let mut at = all.0;
-    for &(lo, hi) in spans {
-        if at < lo {
-            out.push((at, lo));
-        }
-        at = at.max(hi);
-    }
-    if at < all.1 {
-        out.push((at, all.1));
-    }
-    out
-}
-
-fn merge(ranges: &mut Vec<(u32, u32)>) {
+/// Sorts `ranges` and joins the overlapping and adjacent ones.
+pub(crate) fn merge(ranges: &mut Vec<(u32, u32)>) {
     ranges.sort_unstable();
     let mut out = 0;
     for i in 0..ranges.len() {
