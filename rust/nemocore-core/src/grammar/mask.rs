@@ -284,6 +284,7 @@ impl TokenTable {
     /// [`sets_key`]) in one walk: each trie node advances the starts still
     /// alive on its path.
     fn compute_all_sets(&self, dfa: &Dfa, starts: &[u32]) -> Vec<TokenSets> {
+        debug_assert!(starts.len() <= PREPARE_CHUNK);
         let trie = &self.trie;
         let mut out: Vec<TokenSets> = starts
             .iter()
@@ -292,46 +293,53 @@ impl TokenTable {
                 ranges: Vec::new(),
             })
             .collect();
-        // Live (start index, state, an accepting state passed) per depth:
-        // depth d's entries are `live[level[d]..]` up to the next level.
-        let mut live: Vec<(u32, u32, bool)> = starts
-            .iter()
-            .enumerate()
-            .map(|(k, &key)| {
-                let (s, ended) = (key & !ENDED, key & ENDED != 0);
-                (u32::try_from(k).unwrap_or(u32::MAX), s, ended)
-            })
-            .collect();
-        let mut level: Vec<usize> = vec![0];
+        // Per depth of the current path: each start's DFA state, and bit
+        // masks of the starts still alive and of those that passed an
+        // accepting state (every death of those is for the parser).
+        let mut level = vec![Level::default()];
+        for (k, &key) in starts.iter().enumerate() {
+            level[0].state[k] = key & !ENDED;
+            level[0].alive |= 1 << k;
+            level[0].passed |= u32::from(key & ENDED != 0) << k;
+        }
         let mut node = 1;
         while node < trie.len() {
             let depth = trie.depth[node] as usize;
-            if level.len() > depth {
-                live.truncate(level[depth]);
-                level.truncate(depth);
-            }
-            let (from, to) = (level[depth - 1], live.len());
             let (byte, end) = (trie.byte[node], trie.end[node]);
-            for e in from..to {
-                let (k, s, passed) = live[e];
-                let sets = &mut out[k as usize];
-                let next = dfa.next(s, byte);
+            if level.len() <= depth {
+                level.resize_with(depth + 1, Level::default);
+            }
+            let (above, below) = level.split_at_mut(depth);
+            let (parent, here) = (&above[depth - 1], &mut below[0]);
+            here.alive = 0;
+            here.passed = 0;
+            let mut bits = parent.alive;
+            while bits != 0 {
+                let k = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let next = dfa.next(parent.state[k], byte);
                 if next == DEAD {
-                    if passed {
-                        push_range(&mut sets.ranges, node, end);
+                    if parent.passed >> k & 1 == 1 {
+                        push_range(&mut out[k].ranges, node, end);
                     }
                     continue;
                 }
-                for &id in trie.ids_at(node) {
-                    set_bit(&mut sets.inside, id);
-                }
-                live.push((k, next, passed || dfa.is_accepting(next)));
+                here.state[k] = next;
+                here.alive |= 1 << k;
+                here.passed |= (parent.passed >> k & 1 | u32::from(dfa.is_accepting(next))) << k;
             }
-            if live.len() == to {
+            if here.alive == 0 {
                 node = end as usize;
                 continue;
             }
-            level.push(to);
+            for &id in trie.ids_at(node) {
+                let mut bits = here.alive;
+                while bits != 0 {
+                    let k = bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    set_bit(&mut out[k].inside, id);
+                }
+            }
             node += 1;
         }
         out
@@ -438,6 +446,14 @@ pub(crate) struct SubtreeSets {
     pub(crate) ranges: Vec<(u32, u32)>,
 }
 
+/// One depth of [`TokenTable::compute_all_sets`]'s walk (up to 32 starts).
+#[derive(Clone, Copy, Default)]
+struct Level {
+    state: [u32; PREPARE_CHUNK],
+    alive: u32,
+    passed: u32,
+}
+
 /// Ids of token tables (memoised masks are per table).
 static NEXT_TABLE_ID: AtomicU64 = AtomicU64::new(0);
 
@@ -446,7 +462,8 @@ const MAX_PREPARED_STATES: usize = 2048;
 /// Most token sets one [`TokenTable::prepare`] computes (DFA states, and
 /// their after-fallback variants in Python mode).
 const MAX_PREPARED_TOTAL: usize = 8192;
-/// DFA states per work item (trie walk) of [`TokenTable::prepare`].
+/// DFA states per work item (trie walk) of [`TokenTable::prepare`]: the
+/// bits of a `u32` mask.
 const PREPARE_CHUNK: usize = 32;
 /// Most threads [`TokenTable::prepare`] runs on (xgrammar's default too).
 const MAX_PREPARE_THREADS: usize = 8;
