@@ -267,6 +267,10 @@ impl TokenTable {
                 }
             }
         }
+        // Python-mode masks split tokens by first byte (`fallback.rs`).
+        if grammar.compiled.python.is_some() {
+            self.first_byte_mask(0);
+        }
         // Every generation starts with the mask of the empty text: compute
         // it now (it also teaches the grammar's memo the first transitions).
         let g = &grammar.compiled;
