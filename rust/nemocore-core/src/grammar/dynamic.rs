@@ -10,7 +10,7 @@
 use super::Compiled;
 use super::dfa::DEAD;
 use super::earley::Chart;
-use super::memo::{MemoInner, UNKNOWN};
+use super::memo::{ColumnSignatures, MemoInner};
 
 /// A lexer thread: terminal `term` in DFA state `state`, started at column `col`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,9 +30,8 @@ pub struct DynState {
     threads: Vec<Thread>,
     /// `pos_threads[p]`: where byte position `p`'s threads start in `threads`.
     pos_threads: Vec<usize>,
-    /// Memo signatures of the first columns (see `memo.rs`), of `sig_epoch`.
-    sigs: Vec<u32>,
-    sig_epoch: u32,
+    /// Memo signatures of the first columns (see `memo.rs`).
+    sigs: ColumnSignatures,
 }
 
 impl DynState {
@@ -42,8 +41,7 @@ impl DynState {
             chart: Chart::new(&g.tables),
             threads: Vec::new(),
             pos_threads: vec![0],
-            sigs: Vec::new(),
-            sig_epoch: 0,
+            sigs: ColumnSignatures::default(),
         };
         s.chart.begin();
         s.chart.predict_start(&g.tables);
@@ -157,27 +155,18 @@ impl DynState {
         memo: &mut MemoInner,
         key: &mut Vec<u32>,
     ) -> u32 {
-        if self.sig_epoch != memo.epoch() {
-            self.sigs.clear();
-            self.sig_epoch = memo.epoch();
-        }
         let n = self.chart.len();
-        while self.sigs.len() < n {
-            let here = self.sigs.len();
-            let view = self.chart.view(&g.tables, here);
-            let here32 = u32::try_from(here).unwrap_or(UNKNOWN);
-            let sig = memo.column_signature(&view, here32, &self.sigs);
-            self.sigs.push(sig);
-        }
-        let threads = self.threads();
+        let from = self.pos_threads[self.len()];
+        let sigs = self.sigs.update(memo, &self.chart, &g.tables);
+        let threads = &self.threads[from..];
         let mut named: Vec<[u32; 3]> = threads
             .iter()
-            .map(|t| [t.term, t.state, self.sigs[t.col as usize]])
+            .map(|t| [t.term, t.state, sigs[t.col as usize]])
             .collect();
         named.sort_unstable();
         named.dedup();
         key.clear();
-        key.push(self.sigs[n - 1]);
+        key.push(sigs[n - 1]);
         key.extend(named.iter().flatten());
         let single = match threads {
             [t] => Some((t.term, t.state, false)),

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use rustc_hash::FxHashMap;
 
-use super::earley::NONE;
+use super::earley::{Chart, NONE, Tables};
 
 /// Cached signature of a column not computed yet.
 pub(crate) const UNKNOWN: u32 = u32::MAX;
@@ -80,6 +80,43 @@ pub(crate) struct MemoInner {
     /// Scratch for building a signature.
     buf: Vec<u32>,
     pairs: Vec<(u32, u32)>,
+}
+
+/// The signatures of a state's first chart columns (computed lazily,
+/// valid for one epoch of the memo); truncate them with the chart.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ColumnSignatures {
+    sigs: Vec<u32>,
+    epoch: u32,
+}
+
+impl ColumnSignatures {
+    /// Signs the columns of `chart` not signed yet (all of them after a
+    /// memo reset) and returns every column's signature.
+    pub(crate) fn update(
+        &mut self,
+        memo: &mut MemoInner,
+        chart: &Chart,
+        tables: &Tables,
+    ) -> &[u32] {
+        if self.epoch != memo.epoch() {
+            self.sigs.clear();
+            self.epoch = memo.epoch();
+        }
+        while self.sigs.len() < chart.len() {
+            let here = self.sigs.len();
+            let view = chart.view(tables, here);
+            let sig =
+                memo.column_signature(&view, u32::try_from(here).unwrap_or(UNKNOWN), &self.sigs);
+            self.sigs.push(sig);
+        }
+        &self.sigs
+    }
+
+    /// Forgets the signatures of columns `n..` (the chart was truncated).
+    pub(crate) fn truncate(&mut self, n: usize) {
+        self.sigs.truncate(n);
+    }
 }
 
 /// A column as its signature sees it.

@@ -19,7 +19,7 @@ use super::Compiled;
 use super::dfa::DEAD;
 use super::earley::Chart;
 use super::ir::Ir;
-use super::memo::{MemoInner, UNKNOWN};
+use super::memo::{ColumnSignatures, MemoInner};
 use crate::error::{Error, Result};
 
 const NONE: u32 = u32::MAX;
@@ -145,9 +145,8 @@ pub struct PyState {
     /// Indentation stack nodes: (width, parent node).
     indents: Vec<(u32, u32)>,
     work: Work,
-    /// Memo signatures of the first chart columns (see `memo.rs`), of `sig_epoch`.
-    sigs: Vec<u32>,
-    sig_epoch: u32,
+    /// Memo signatures of the first chart columns (see `memo.rs`).
+    sigs: ColumnSignatures,
 }
 
 fn to_u32(n: usize) -> u32 {
@@ -169,8 +168,7 @@ impl PyState {
             accepted: Vec::new(),
             indents: vec![(0, NONE)],
             work: Work::default(),
-            sigs: Vec::new(),
-            sig_epoch: 0,
+            sigs: ColumnSignatures::default(),
         };
         s.work.threads = py.lexable.iter().map(|&t| (t, 0)).collect();
         s.work.last_accept = NONE;
@@ -519,17 +517,7 @@ impl PyState {
         memo: &mut MemoInner,
         key: &mut Vec<u32>,
     ) -> u32 {
-        if self.sig_epoch != memo.epoch() {
-            self.sigs.clear();
-            self.sig_epoch = memo.epoch();
-        }
-        while self.sigs.len() < self.chart.len() {
-            let here = self.sigs.len();
-            let view = self.chart.view(&g.tables, here);
-            let sig =
-                memo.column_signature(&view, u32::try_from(here).unwrap_or(UNKNOWN), &self.sigs);
-            self.sigs.push(sig);
-        }
+        let last_sig = self.sigs.update(memo, &self.chart, &g.tables)[self.chart.len() - 1];
         let r = self.recs[self.recs.len() - 1];
         let threads = &self.threads[r.threads as usize..r.threads_end as usize];
         let accepted = &self.accepted[r.accepted as usize..r.accepted_end as usize];
@@ -549,7 +537,7 @@ impl PyState {
                 NONE
             };
         key.clear();
-        key.push(self.sigs[self.chart.len() - 1]);
+        key.push(last_sig);
         key.push(r.paren);
         key.push(u32::from(r.last_accept != NONE));
         key.push(width);
