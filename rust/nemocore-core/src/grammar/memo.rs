@@ -1,5 +1,5 @@
-//! Memoised parse states of the dynamic lexing mode: whole masks, and a
-//! lazily built automaton over states for the token-trie walk.
+//! Memoised parse states: whole masks, and a lazily built automaton over
+//! states for the token-trie walk.
 //!
 //! Two parse states whose futures are the same get the same mask, and the
 //! same state after any byte. The future of a dynamic state depends on its
@@ -13,6 +13,8 @@
 //! last column's signature and its live lexer threads `(terminal, DFA
 //! state, signature of the column the lexeme began in)`: equal names mean
 //! equal futures, without approximation. Interned names are *state ids*.
+//! (A Python-mode state adds its pending lexeme, brackets and indentation
+//! stack to the name, see `PyState::state_id`.)
 //!
 //! - Masks are memoised per (token table, state id): inside the third
 //!   record of a JSON array the states have the second record's ids.

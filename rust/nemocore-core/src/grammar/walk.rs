@@ -178,8 +178,7 @@ pub(crate) fn merge(ranges: &mut Vec<(u32, u32)>) {
     ranges.truncate(out);
 }
 
-/// The parse state as the walk sees it: one trie path at a time (a trait
-/// so that a plain push-and-truncate cursor can stand in, e.g. to debug).
+/// The parse state as the walk sees it: one trie path at a time.
 trait Cursor {
     /// Moves to the node at `depth` (>= 1), reached by `byte` from the node
     /// at `depth - 1` on the current path; whether the input stays viable.
