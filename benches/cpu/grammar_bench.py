@@ -173,6 +173,19 @@ def percentile(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
+def timed_decode(ids, fill, accept, engine: str) -> list[float]:
+    """Per-token seconds of ``fill()`` (the mask), each followed by ``accept(token)`` (not
+    timed), which must take every token of the valid document."""
+    times = []
+    for t in ids:
+        t0 = time.perf_counter()
+        fill()
+        times.append(time.perf_counter() - t0)
+        if not accept(t):
+            raise RuntimeError(f"{engine} rejected token {t} of a valid document")
+    return times
+
+
 def run_ours(case, text, ids, info):
     compiler = GrammarCompiler(info, cache_enabled=False)
     t0 = time.perf_counter()
@@ -185,14 +198,12 @@ def run_ours(case, text, ids, info):
     matcher = GrammarMatcher(compiled)
     bitmask = allocate_token_bitmask(1, info.vocab_size)
     compile_s = time.perf_counter() - t0
-    times = []
-    for t in ids:
-        t0 = time.perf_counter()
-        matcher.fill_next_token_bitmask(bitmask)
-        times.append(time.perf_counter() - t0)
-        if not (bitmask[0, t // 32] >> (t % 32)) & 1 or not matcher.accept_token(t):
-            raise RuntimeError(f"nemocore rejected token {t} of the valid {case} document")
-    return compile_s, times
+
+    def accept(t: int) -> bool:  # the mask must allow the true token too
+        return bool((bitmask[0, t // 32] >> (t % 32)) & 1) and matcher.accept_token(t)
+
+    fill = partial(matcher.fill_next_token_bitmask, bitmask)
+    return compile_s, timed_decode(ids, fill, accept, "nemocore")
 
 
 def run_xgrammar(case, text, ids, info, vocab_size):
@@ -209,14 +220,8 @@ def run_xgrammar(case, text, ids, info, vocab_size):
     matcher = xgr.GrammarMatcher(compiled)
     bitmask = xgr.allocate_token_bitmask(1, vocab_size)
     compile_s = time.perf_counter() - t0
-    times = []
-    for t in ids:
-        t0 = time.perf_counter()
-        matcher.fill_next_token_bitmask(bitmask)
-        times.append(time.perf_counter() - t0)
-        if not matcher.accept_token(t):
-            raise RuntimeError(f"xgrammar rejected token {t}")
-    return compile_s, times
+    fill = partial(matcher.fill_next_token_bitmask, bitmask)
+    return compile_s, timed_decode(ids, fill, matcher.accept_token, "xgrammar")
 
 
 def run_llguidance(case, text, ids, tokenizer_path, vocab_size):
@@ -234,14 +239,8 @@ def run_llguidance(case, text, ids, tokenizer_path, vocab_size):
     compile_s = time.perf_counter() - t0
     if matcher.is_error():
         raise RuntimeError(matcher.get_error())
-    times = []
-    for t in ids:
-        t0 = time.perf_counter()
-        llt.fill_next_token_bitmask(matcher, bitmask, 0)
-        times.append(time.perf_counter() - t0)
-        if not matcher.consume_token(t):
-            raise RuntimeError(f"llguidance rejected token {t}: {matcher.get_error()}")
-    return compile_s, times
+    fill = partial(llt.fill_next_token_bitmask, matcher, bitmask, 0)
+    return compile_s, timed_decode(ids, fill, matcher.consume_token, "llguidance")
 
 
 def main() -> None:
