@@ -57,20 +57,28 @@ uint32_t row_abs_max_bits(const T* row, int64_t cols) {
   }
 }
 
+// Max of `rows_max(r0, r1)` over work items of ~64k elements each (rows r0..r1), in parallel;
+// 0 for no rows.
+template <typename RowsMax>
+uint32_t parallel_rows_max(int64_t rows, int64_t cols, int num_threads, RowsMax rows_max) {
+  const int64_t rows_per_item = std::max<int64_t>(1, 65536 / std::max<int64_t>(cols, 1));
+  const int64_t items = ceil_div(rows, rows_per_item);
+  std::vector<uint32_t> partial(static_cast<size_t>(std::max<int64_t>(items, 1)), 0u);
+  parallel_for(items, num_threads, [&](int64_t item) {
+    partial[item] = rows_max(item * rows_per_item, std::min(rows, (item + 1) * rows_per_item));
+  });
+  return *std::max_element(partial.begin(), partial.end());
+}
+
 template <typename T>
 void abs_max_impl(const AbsMaxParams& p) {
   const T* x = static_cast<const T*>(p.x);
-  const int64_t rows_per_item = std::max<int64_t>(1, 65536 / std::max<int64_t>(p.cols, 1));
-  const int64_t items = ceil_div(p.rows, rows_per_item);
-  std::vector<uint32_t> partial(static_cast<size_t>(std::max<int64_t>(items, 1)), 0u);
-  parallel_for(items, p.num_threads, [&](int64_t item) {
-    const int64_t r1 = std::min(p.rows, (item + 1) * rows_per_item);
+  *p.out_bits = parallel_rows_max(p.rows, p.cols, p.num_threads, [&](int64_t r0, int64_t r1) {
     uint32_t m = 0;
-    for (int64_t r = item * rows_per_item; r < r1; ++r)
+    for (int64_t r = r0; r < r1; ++r)
       m = std::max(m, row_abs_max_bits(x + r * p.row_stride, p.cols));
-    partial[item] = m;
+    return m;
   });
-  *p.out_bits = *std::max_element(partial.begin(), partial.end());
 }
 
 // ---- one 16-element block -------------------------------------------------------------------
@@ -394,14 +402,10 @@ uint32_t block_maxima_pass(const Nvfp4QuantizeParams& p, BlockMaxima<T>& bm) {
   bm.stride = groups * 8;
   bm.bits.reset(new Mag[static_cast<size_t>(p.rows * bm.stride)]);  // no zero fill: all written
   const T* x = static_cast<const T*>(p.x);
-  const int64_t rows_per_item = std::max<int64_t>(1, 65536 / std::max<int64_t>(p.cols, 1));
-  const int64_t items = ceil_div(p.rows, rows_per_item);
-  std::vector<uint32_t> partial(static_cast<size_t>(std::max<int64_t>(items, 1)), 0u);
-  parallel_for(items, p.num_threads, [&](int64_t item) {
-    const int64_t r1 = std::min(p.rows, (item + 1) * rows_per_item);
+  return parallel_rows_max(p.rows, p.cols, p.num_threads, [&](int64_t r0, int64_t r1) {
     __m256 vmax = _mm256_setzero_ps();
     uint32_t m = 0;
-    for (int64_t r = item * rows_per_item; r < r1; ++r) {
+    for (int64_t r = r0; r < r1; ++r) {
       const T* row = x + r * p.row_stride;
       Mag* out = bm.bits.get() + r * bm.stride;
       for (int64_t gi = 0; gi < groups; ++gi) {
@@ -418,9 +422,8 @@ uint32_t block_maxima_pass(const Nvfp4QuantizeParams& p, BlockMaxima<T>& bm) {
     alignas(32) uint32_t lanes[8];
     _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), _mm256_castps_si256(vmax));
     for (uint32_t v : lanes) m = std::max(m, v);
-    partial[item] = m;
+    return m;
   });
-  return *std::max_element(partial.begin(), partial.end());
 }
 #endif
 
