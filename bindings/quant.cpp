@@ -46,6 +46,27 @@ void check_scalar_f32(const TensorView& t, const char* name, const TensorView& r
   check_same_device(t, name, ref, "x");
 }
 
+// An NVFP4 GEMM operand of `rows` rows of `kp` values: its codes, block scales and tensor scale
+// (tensors named `side` + "_qdata", ...), checked to live where `ref` does.
+struct Nvfp4Operand {
+  const uint8_t* qdata;
+  const uint8_t* scales;
+  const float* tensor_scale;
+};
+
+Nvfp4Operand nvfp4_operand(const py::handle& q_obj, const py::handle& s_obj,
+                           const py::handle& ts_obj, const std::string& side, int64_t rows,
+                           int64_t kp, const TensorView& ref) {
+  const std::string qn = side + "_qdata", sn = side + "_scales", tn = side + "_tensor_scale";
+  const TensorView q = view_of(q_obj, qn.c_str()), s = view_of(s_obj, sn.c_str());
+  const TensorView ts = view_of(ts_obj, tn.c_str());
+  check_u8(q, qn.c_str(), {rows, kp / 2}, ref);
+  check_u8(s, sn.c_str(), {rows, kp / 16}, ref);
+  check_scalar_f32(ts, tn.c_str(), ref);
+  return {static_cast<const uint8_t*>(q.data), static_cast<const uint8_t*>(s.data),
+          static_cast<const float*>(ts.data)};
+}
+
 void abs_max(const py::handle& x_obj, const py::handle& out_obj, int num_threads,
              uintptr_t stream) {
   const TensorView x = view_of(x_obj, "x"), out = view_of(out_obj, "out");
@@ -141,12 +162,8 @@ void nvfp4_mm(const py::handle& a_q, const py::handle& a_s, const py::handle& a_
   p.n = bq.size(0), p.kp = bq.size(1) * 2;
   check(out.dim() == 2 && out.size(1) == p.n, "out: expected (M, N), got " + out.describe());
   p.m = out.size(0);
-  check_u8(bq, "b_qdata", {p.n, p.kp / 2}, bq);
-  check_u8(view_of(b_s, "b_scales"), "b_scales", {p.n, p.kp / 16}, bq);
-  check_scalar_f32(view_of(b_ts, "b_tensor_scale"), "b_tensor_scale", bq);
-  p.b_qdata = static_cast<const uint8_t*>(bq.data);
-  p.b_scales = static_cast<const uint8_t*>(view_of(b_s, "b_scales").data);
-  p.b_tensor_scale = static_cast<const float*>(view_of(b_ts, "b_tensor_scale").data);
+  const Nvfp4Operand b = nvfp4_operand(b_q, b_s, b_ts, "b", p.n, p.kp, bq);
+  p.b_qdata = b.qdata, p.b_scales = b.scales, p.b_tensor_scale = b.tensor_scale;
   if (const auto a = optional_view_of(a_bf16, "a_bf16")) {
     check_shape(*a, "a_bf16", {p.m, p.kp});
     check_dtype(*a, "a_bf16", DType::kBFloat16);
@@ -154,13 +171,8 @@ void nvfp4_mm(const py::handle& a_q, const py::handle& a_s, const py::handle& a_
     check_contiguous(*a, "a_bf16");
     p.a_bf16 = a->data;
   } else {
-    const TensorView aq = view_of(a_q, "a_qdata");
-    check_u8(aq, "a_qdata", {p.m, p.kp / 2}, bq);
-    check_u8(view_of(a_s, "a_scales"), "a_scales", {p.m, p.kp / 16}, bq);
-    check_scalar_f32(view_of(a_ts, "a_tensor_scale"), "a_tensor_scale", bq);
-    p.a_qdata = static_cast<const uint8_t*>(aq.data);
-    p.a_scales = static_cast<const uint8_t*>(view_of(a_s, "a_scales").data);
-    p.a_tensor_scale = static_cast<const float*>(view_of(a_ts, "a_tensor_scale").data);
+    const Nvfp4Operand aq = nvfp4_operand(a_q, a_s, a_ts, "a", p.m, p.kp, bq);
+    p.a_qdata = aq.qdata, p.a_scales = aq.scales, p.a_tensor_scale = aq.tensor_scale;
   }
   check(out.dtype == DType::kFloat32 || out.dtype == DType::kBFloat16,
         "out: expected float32 or bfloat16, got " + out.describe());
