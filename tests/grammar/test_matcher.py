@@ -305,3 +305,19 @@ def test_bitmask_rows_layouts_and_errors():
         matcher.fill_next_token_bitmask(batch.to(torch.int64))
     with pytest.raises(TypeError, match="CPU"):
         matcher.fill_next_token_bitmask(torch.empty(1, words, dtype=torch.int32, device="meta"))
+    # A row viewed out of a larger tensor (storage offset) and a wide strided row.
+    offset = torch.full((3 * words + 5,), -1, dtype=torch.int32)[5:].view(3, words)
+    matcher.fill_next_token_bitmask(offset, index=1)
+    assert torch.equal(offset[1], expected[0])
+    assert (offset[0] == -1).all()
+    assert (offset[2] == -1).all()
+    wide_strided = torch.full((words + 2, 2), -1, dtype=torch.int32).t()
+    matcher.fill_next_token_bitmask(wide_strided, index=1)
+    assert torch.equal(wide_strided[1, :words], expected[0])
+    assert (wide_strided[1, words:] == 0).all()
+    assert (wide_strided[0] == -1).all()
+    # The native entry point checks what it is given before writing.
+    table, inner = info.table, matcher._inner
+    for address, n in [(0, words), (expected.data_ptr() + 2, words), (expected.data_ptr(), 1)]:
+        with pytest.raises(ValueError, match="aligned 32-bit words"):
+            inner.fill_mask_into(table, address, n)

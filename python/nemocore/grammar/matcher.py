@@ -11,7 +11,6 @@ matcher.accept_token(next_id)
 
 from __future__ import annotations
 
-import ctypes
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -146,16 +145,16 @@ class GrammarMatcher:
         if self._terminated:
             (bitmask if len(shape) == 1 else bitmask[index]).zero_()
             return
-        mask = self._inner.fill_mask(self._table)
         strides = bitmask.stride()
-        if strides[-1] == 1 and width == words:
-            # The common case (a contiguous row): one copy, no tensor views.
-            offset = 4 * (index % rows) * strides[0]
-            ctypes.memmove(bitmask.data_ptr() + offset, mask, 4 * words)
+        if strides[-1] == 1:
+            # A contiguous row: the mask is written into it directly.
+            offset = 4 * (index % rows) * strides[0] if len(shape) == 2 else 0
+            self._inner.fill_mask_into(self._table, bitmask.data_ptr() + offset, width)
             return
         row = bitmask if len(shape) == 1 else bitmask[index]
-        row[:words].copy_(torch.frombuffer(bytearray(mask), dtype=torch.int32))
-        row[words:].zero_()
+        dense = torch.empty(width, dtype=_INT32)
+        self._inner.fill_mask_into(self._table, dense.data_ptr(), width)
+        row.copy_(dense)
 
     def accept_token(self, token_id: int) -> bool:
         """Advances by one token; False (state unchanged) if the grammar does not allow it."""

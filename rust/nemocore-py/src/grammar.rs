@@ -220,26 +220,40 @@ impl PyMatcher {
         })
     }
 
-    /// The mask of allowed next tokens, `table.mask_words` little-endian
-    /// 32-bit words (bit j of word w: token 32w + j).
-    fn fill_mask<'py>(
+    /// Writes the mask of allowed next tokens into the `words` 32-bit words
+    /// at `address` (bit j of word w: token 32w + j; words past
+    /// `table.mask_words` are cleared).
+    ///
+    /// The caller (`GrammarMatcher.fill_next_token_bitmask`) passes the
+    /// data pointer of a CPU int32 tensor row it has checked: `words`
+    /// writable, 4-byte-aligned words that outlive the call. The mask is
+    /// written there directly, so a memoised mask costs one copy.
+    fn fill_mask_into(
         &self,
-        py: Python<'py>,
+        py: Python<'_>,
         table: &PyTokenTable,
-    ) -> PyResult<Bound<'py, PyBytes>> {
+        address: usize,
+        words: usize,
+    ) -> PyResult<()> {
         let table = Arc::clone(&table.inner);
-        let words = call(py, || {
-            self.with(|m| {
-                let mut words = vec![0u32; table.mask_words()];
-                m.fill_mask(&table, &mut words);
-                Ok(words)
-            })
-        })?;
-        PyBytes::new_with(py, 4 * words.len(), |bytes| {
-            for (b, w) in bytes.chunks_exact_mut(4).zip(&words) {
-                b.copy_from_slice(&w.to_le_bytes());
+        call(py, move || {
+            if address == 0 || address % 4 != 0 || words < table.mask_words() {
+                return Err(Error::invalid_argument(format!(
+                    "fill_mask_into: need {} aligned 32-bit words, got {words} at {address:#x}",
+                    table.mask_words()
+                )));
             }
-            Ok(())
+            // SAFETY: the caller guarantees `words` writable, aligned u32s
+            // at `address` that nothing else touches during the call.
+            #[allow(
+                unsafe_code,
+                reason = "torch tensors reach Rust as data pointers (no buffer protocol in abi3-py39)"
+            )]
+            let mask = unsafe { std::slice::from_raw_parts_mut(address as *mut u32, words) };
+            self.with(|m| {
+                m.fill_mask(&table, mask);
+                Ok(())
+            })
         })
     }
 }

@@ -138,24 +138,25 @@ impl Matcher {
     /// [`can_terminate`](Self::can_terminate). Words past the vocabulary
     /// and extra words are cleared.
     pub fn fill_mask(&mut self, table: &TokenTable, mask: &mut [u32]) {
+        let words = table.mask_words();
+        if mask.len() < words {
+            // A short row: computed whole, then cut.
+            let mut full = std::mem::take(&mut self.words);
+            full.resize(words, 0);
+            self.fill_mask(table, &mut full);
+            mask.copy_from_slice(&full[..mask.len()]);
+            self.words = full;
+            return;
+        }
+        let (row, extra) = mask.split_at_mut(words);
         let g = &*self.active;
-        self.words.resize(table.mask_words(), 0);
-        walk::fill(
-            g,
-            &mut self.state,
-            table,
-            &mut self.words,
-            &mut self.scratch,
-        );
+        walk::fill(g, &mut self.state, table, row, &mut self.scratch);
         if Self::terminates(g, &mut self.state, self.suffix.as_deref()) {
             for &id in table.eos_ids() {
-                self.words[(id / 32) as usize] |= 1 << (id % 32);
+                row[(id / 32) as usize] |= 1 << (id % 32);
             }
         }
-        mask.fill(0);
-        for (m, w) in mask.iter_mut().zip(&self.words) {
-            *m = *w;
-        }
+        extra.fill(0);
     }
 
     /// Bytes consumed so far after the left context.
