@@ -316,8 +316,19 @@ def test_bitmask_rows_layouts_and_errors():
     assert torch.equal(wide_strided[1, :words], expected[0])
     assert (wide_strided[1, words:] == 0).all()
     assert (wide_strided[0] == -1).all()
-    # The native entry point checks what it is given before writing.
+    # The native fast path writes only rows it has checked, and leaves the rest to Python.
     table, inner = info.table, matcher._inner
-    for address, n in [(0, words), (expected.data_ptr() + 2, words), (expected.data_ptr(), 1)]:
-        with pytest.raises(ValueError, match="aligned 32-bit words"):
-            inner.fill_mask_into(table, address, n)
+    ones = torch.full((2, words), -1, dtype=torch.int32)
+    refused = [
+        (ones.to(torch.int64), 0),  # dtype
+        (ones[:, : words - 1], 0),  # too narrow
+        (ones.t(), 0),  # strided
+        (ones, 2),  # row out of range
+        (ones, -3),
+        (ones[None], 0),  # 3-D
+    ]
+    for tensor, index in refused:
+        assert not inner.fill_bitmask_row(table, tensor, index, torch.int32)
+    assert (ones == -1).all()
+    assert inner.fill_bitmask_row(table, ones, -1, torch.int32)
+    assert torch.equal(ones[1], expected[0])

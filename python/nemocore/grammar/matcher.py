@@ -126,35 +126,40 @@ class GrammarMatcher:
     def fill_next_token_bitmask(self, bitmask: torch.Tensor, index: int = 0) -> None:
         """Writes the allowed next tokens into row ``index`` of ``bitmask`` (int32
         ``(batch, ceil(vocab_size / 32))``, on the CPU). After termination nothing is allowed."""
+        # The common case (a contiguous row) is checked and written natively: at one call
+        # per token per sequence, even reading the tensor's attributes in Python would cost
+        # as much as a memoised mask.
+        if self._terminated or not self._inner.fill_bitmask_row(
+            self._table, bitmask, index, _INT32
+        ):
+            self._fill_other_row(bitmask, index)
+
+    def _fill_other_row(self, bitmask: torch.Tensor, index: int) -> None:
+        """fill_next_token_bitmask for a strided row or after termination; raises for a
+        tensor that cannot hold the mask."""
         shape = bitmask.shape
-        if bitmask.dtype != _INT32 or len(shape) not in (1, 2) or not bitmask.is_cpu:
+        if bitmask.dtype != _INT32 or not bitmask.is_cpu or not 1 <= len(shape) <= 2:
             raise TypeError(
                 f"bitmask: expected an int32 (batch, words) tensor on the CPU, got {bitmask.dtype} "
                 f"{tuple(shape)} on {bitmask.device}; use allocate_token_bitmask"
             )
-        words = self._words
         width = shape[-1]
-        if width < words:
+        if width < self._words:
             raise ValueError(
-                f"bitmask: rows need {words} words for vocab_size {self._info.vocab_size}, "
+                f"bitmask: rows need {self._words} words for vocab_size {self._info.vocab_size}, "
                 f"got {width}; use allocate_token_bitmask(batch, vocab_size)"
             )
         rows = shape[0] if len(shape) == 2 else 1
         if not -rows <= index < rows:
             raise IndexError(f"index {index} is out of range for {rows} rows")
-        if self._terminated:
-            (bitmask if len(shape) == 1 else bitmask[index]).zero_()
-            return
-        strides = bitmask.stride()
-        if strides[-1] == 1:
-            # A contiguous row: the mask is written into it directly.
-            offset = 4 * (index % rows) * strides[0] if len(shape) == 2 else 0
-            self._inner.fill_mask_into(self._table, bitmask.data_ptr() + offset, width)
-            return
         row = bitmask if len(shape) == 1 else bitmask[index]
-        dense = torch.empty(width, dtype=_INT32)
-        self._inner.fill_mask_into(self._table, dense.data_ptr(), width)
-        row.copy_(dense)
+        if self._terminated:
+            row.zero_()
+            return
+        dense = allocate_token_bitmask(1, 32 * width)
+        if not self._inner.fill_bitmask_row(self._table, dense, 0, _INT32):
+            raise RuntimeError("a fresh bitmask row was refused; this is a bug in nemocore")
+        row.copy_(dense[0])
 
     def accept_token(self, token_id: int) -> bool:
         """Advances by one token; False (state unchanged) if the grammar does not allow it."""

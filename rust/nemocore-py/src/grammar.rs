@@ -13,8 +13,9 @@ use std::sync::{Arc, Mutex};
 use nemocore_core::Error;
 use nemocore_core::grammar::{Grammar, GrammarOptions, Matcher, TokenTable};
 use nemocore_core::grammar_text;
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyTuple};
 
 use crate::call;
 
@@ -220,40 +221,89 @@ impl PyMatcher {
         })
     }
 
-    /// Writes the mask of allowed next tokens into the `words` 32-bit words
-    /// at `address` (bit j of word w: token 32w + j; words past
-    /// `table.mask_words` are cleared).
+    /// Writes the mask of allowed next tokens into row `index` of
+    /// `bitmask` (a torch int32 `(batch, words)` or `(words,)` tensor) when
+    /// that row is the common case: `int32` is `torch.int32`, the tensor is
+    /// on the CPU, the row has at least `table.mask_words` contiguous words
+    /// (bit j of word w: token 32w + j; words past the vocabulary cleared)
+    /// and `index` is in range. Returns False, writing nothing, for any
+    /// other tensor: the Python caller handles (or rejects) those.
     ///
-    /// The caller (`GrammarMatcher.fill_next_token_bitmask`) passes the
-    /// data pointer of a CPU int32 tensor row it has checked: `words`
-    /// writable, 4-byte-aligned words that outlive the call. The mask is
-    /// written there directly, so a memoised mask costs one copy.
-    fn fill_mask_into(
+    /// Tensor attributes are read here rather than in Python because, once
+    /// a mask is memoised, those reads are most of the cost of a step.
+    fn fill_bitmask_row(
         &self,
         py: Python<'_>,
         table: &PyTokenTable,
-        address: usize,
-        words: usize,
-    ) -> PyResult<()> {
+        bitmask: &Bound<'_, PyAny>,
+        index: isize,
+        int32: &Bound<'_, PyAny>,
+    ) -> PyResult<bool> {
+        let Some(address) = contiguous_row(bitmask, index, int32, table.inner.mask_words())? else {
+            return Ok(false);
+        };
         let table = Arc::clone(&table.inner);
         call(py, move || {
-            if address == 0 || address % 4 != 0 || words < table.mask_words() {
-                return Err(Error::invalid_argument(format!(
-                    "fill_mask_into: need {} aligned 32-bit words, got {words} at {address:#x}",
-                    table.mask_words()
-                )));
-            }
-            // SAFETY: the caller guarantees `words` writable, aligned u32s
-            // at `address` that nothing else touches during the call.
+            // SAFETY: `contiguous_row` found this row of a live CPU int32
+            // tensor (which the caller holds) to be `words` contiguous,
+            // aligned words.
             #[allow(
                 unsafe_code,
                 reason = "torch tensors reach Rust as data pointers (no buffer protocol in abi3-py39)"
             )]
-            let mask = unsafe { std::slice::from_raw_parts_mut(address as *mut u32, words) };
+            let row = unsafe { std::slice::from_raw_parts_mut(address.0 as *mut u32, address.1) };
             self.with(|m| {
-                m.fill_mask(&table, mask);
-                Ok(())
+                m.fill_mask(&table, row);
+                Ok(true)
             })
         })
     }
+}
+
+/// The address and length in words of row `index` of `bitmask` if it is
+/// a CPU tensor of dtype `int32`, 1-D or 2-D, whose rows hold at least
+/// `words` contiguous words and have an `index`; `None` otherwise.
+fn contiguous_row(
+    bitmask: &Bound<'_, PyAny>,
+    index: isize,
+    int32: &Bound<'_, PyAny>,
+    words: usize,
+) -> PyResult<Option<(usize, usize)>> {
+    let py = bitmask.py();
+    if !bitmask.getattr(intern!(py, "dtype"))?.is(int32)
+        || !bitmask.getattr(intern!(py, "is_cpu"))?.is_truthy()?
+    {
+        return Ok(None);
+    }
+    let shape = bitmask.getattr(intern!(py, "shape"))?;
+    let Ok(shape) = shape.cast::<PyTuple>() else {
+        return Ok(None);
+    };
+    let strides = bitmask.call_method0(intern!(py, "stride"))?;
+    let Ok(strides) = strides.cast::<PyTuple>() else {
+        return Ok(None);
+    };
+    let at = |t: &Bound<'_, PyTuple>, i: usize| -> PyResult<isize> { t.get_item(i)?.extract() };
+    let (rows, width, row_step, word_step) = match (shape.len(), strides.len()) {
+        (2, 2) => (
+            at(shape, 0)?,
+            at(shape, 1)?,
+            at(strides, 0)?,
+            at(strides, 1)?,
+        ),
+        (1, 1) => (1, at(shape, 0)?, 0, at(strides, 0)?),
+        _ => return Ok(None),
+    };
+    let Ok(width_words) = usize::try_from(width) else {
+        return Ok(None);
+    };
+    if word_step != 1 || width_words < words || !(-rows..rows).contains(&index) {
+        return Ok(None);
+    }
+    let data: usize = bitmask.call_method0(intern!(py, "data_ptr"))?.extract()?;
+    let row = usize::try_from(index.rem_euclid(rows) * row_step).unwrap_or(usize::MAX);
+    if data == 0 || data % 4 != 0 || row == usize::MAX {
+        return Ok(None);
+    }
+    Ok(Some((data + 4 * row, width_words)))
 }
