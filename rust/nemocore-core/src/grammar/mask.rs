@@ -20,6 +20,7 @@ use rustc_hash::FxHashMap;
 
 use super::Grammar;
 use super::dfa::{DEAD, Dfa};
+use super::explore;
 use super::state::State;
 use super::trie::Trie;
 use super::walk::{self, Scratch};
@@ -271,17 +272,14 @@ impl TokenTable {
         if grammar.compiled.python.is_some() {
             self.first_byte_mask(0);
         }
-        // Every generation starts with the mask of the empty text: compute
-        // it now (it also teaches the grammar's memo the first transitions).
+        // The masks of the states generations will meet (`explore.rs`), or
+        // at least the first mask of every generation (the empty text's).
         let g = &grammar.compiled;
-        let mut mask = vec![0u32; self.mask_words()];
-        walk::fill(
-            g,
-            &mut State::new(g),
-            self,
-            &mut mask,
-            &mut Scratch::default(),
-        );
+        if explore::explore(g, self, explore::MAX_EXPLORED) == 0 {
+            let mut mask = vec![0u32; self.mask_words()];
+            let mut state = State::new(g);
+            walk::fill(g, &mut state, self, &mut mask, &mut Scratch::default());
+        }
     }
 
     /// [`compute_sets`](Self::compute_sets) for many starts (keys of

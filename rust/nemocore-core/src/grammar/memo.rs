@@ -29,7 +29,7 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::earley::{Chart, NONE, Tables};
 
@@ -72,8 +72,11 @@ pub(crate) struct MemoInner {
     transitions: Vec<Row>,
     /// Transitions recorded in `transitions`.
     n_transitions: usize,
-    /// Keyed by (token table id, state id).
+    /// Keyed by (token table id, state id); states with equal masks
+    /// share one (most do: every position inside a string has the same).
     masks: FxHashMap<(u64, u32), Arc<[u32]>>,
+    /// The distinct masks in `masks`.
+    distinct: FxHashSet<Arc<[u32]>>,
     /// Python mode, per (token table, terminals the parser takes after a
     /// lexeme): those terminals' start-state tokens and trie ranges.
     fresh: FxHashMap<(u64, Box<[u32]>), Arc<FreshSets>>,
@@ -133,6 +136,12 @@ pub(crate) struct ColumnView<'a> {
 }
 
 impl MemoInner {
+    /// How many masks are memoised (for tests).
+    #[cfg(test)]
+    pub(crate) fn n_masks(&self) -> usize {
+        self.masks.len()
+    }
+
     /// The epoch of the ids handed out now.
     pub(crate) fn epoch(&self) -> u32 {
         self.epoch
@@ -149,6 +158,7 @@ impl MemoInner {
             self.transitions.clear();
             self.n_transitions = 0;
             self.masks.clear();
+            self.distinct.clear();
             self.fresh.clear();
             self.mask_bytes = 0;
             self.epoch = self.epoch.wrapping_add(1);
@@ -226,13 +236,21 @@ impl MemoInner {
     /// Remembers `mask` for state `id`; masks are dropped when they exceed
     /// their budget (the next states rebuild them).
     pub(crate) fn insert_mask(&mut self, table: u64, id: u32, mask: &[u32]) {
-        self.make_mask_room(size_of_val(mask));
-        self.masks.insert((table, id), mask.into());
+        let shared = if let Some(m) = self.distinct.get(mask) {
+            Arc::clone(m)
+        } else {
+            self.make_mask_room(size_of_val(mask));
+            let m: Arc<[u32]> = mask.into();
+            self.distinct.insert(Arc::clone(&m));
+            m
+        };
+        self.masks.insert((table, id), shared);
     }
 
     fn make_mask_room(&mut self, bytes: usize) {
         if self.mask_bytes + bytes > MAX_MASK_BYTES {
             self.masks.clear();
+            self.distinct.clear();
             self.fresh.clear();
             self.mask_bytes = 0;
         }

@@ -35,6 +35,7 @@ mod common;
 mod dfa;
 mod dynamic;
 mod earley;
+mod explore;
 mod fallback;
 mod ir;
 mod lark;
