@@ -19,7 +19,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use super::Compiled;
 use super::ir::{Ir, Sym};
 use super::mask::TokenTable;
-use super::memo::DEAD_STATE;
+use super::memo::{DEAD_STATE, VIABLE};
 use super::state::State;
 use super::walk::{self, Scratch};
 
@@ -46,7 +46,7 @@ pub(crate) fn explore(g: &Compiled, table: &TokenTable, budget: usize) -> usize 
         && let Some(mut state) = queue.pop_front()
     {
         explored += 1;
-        walk::fill(g, &mut state, table, &mut mask, &mut scratch);
+        walk::fill(g, &mut state, None, table, &mut mask, &mut scratch);
         let full = g.memo.with(|memo| {
             // Ids must stay valid while this state's successors are named;
             // a full memo (a new epoch) ends the exploration.
@@ -58,21 +58,26 @@ pub(crate) fn explore(g: &Compiled, table: &TokenTable, budget: usize) -> usize 
             seen.insert(id);
             let base = state.len();
             for class in &classes {
-                let known = memo.transition(id, class[0]);
-                if known.is_some_and(|(next, _)| next == DEAD_STATE || seen.contains(&next)) {
-                    continue;
-                }
-                let next = match state.push_marked(g, class[0]) {
-                    (true, ended) => (state.state_id(g, memo, &mut key), ended),
-                    (false, _) => (DEAD_STATE, false),
+                // A walk may have learnt the class's first byte already (only as
+                // "viable" at a trie leaf, or for that byte alone).
+                let known = memo.transition(id, class[0]).filter(|t| t.0 != VIABLE);
+                let next = match known {
+                    Some(t) if t.0 == DEAD_STATE || seen.contains(&t.0) => t,
+                    _ => {
+                        let next = match state.push_marked(g, class[0]) {
+                            (true, ended) => (state.state_id(g, memo, &mut key), ended),
+                            (false, _) => (DEAD_STATE, false),
+                        };
+                        if next.0 != DEAD_STATE && seen.insert(next.0) {
+                            queue.push_back(state.clone());
+                        }
+                        state.truncate(base);
+                        next
+                    }
                 };
                 for &byte in class {
                     memo.set_transition(id, byte, next);
                 }
-                if next.0 != DEAD_STATE && seen.insert(next.0) {
-                    queue.push_back(state.clone());
-                }
-                state.truncate(base);
             }
             false
         });
@@ -205,6 +210,30 @@ _WS: /[ \n]+/
         let n = explore(&g.compiled, &t, MAX_EXPLORED);
         assert!(n > 20 && n < MAX_EXPLORED, "{n} states");
         assert_eq!(g.compiled.memo.with(|m| m.n_masks()), n);
+        // Every byte from every state is a known transition to a named state
+        // (so a matcher follows them instead of signing columns).
+        let c = &g.compiled;
+        for text in [
+            &b"{\"id\": 105,\n \"tags\": [\"ab\",\"\"]}"[..],
+            b"{\"id\":7}",
+        ] {
+            let mut state = State::new(c);
+            let mut id = c.memo.with(|memo| state.state_id(c, memo, &mut Vec::new()));
+            for &b in text {
+                c.memo.with(|memo| {
+                    for byte in 0..=255u8 {
+                        let t = memo.transition(id, byte);
+                        assert!(t.is_some_and(|(next, _)| next != VIABLE), "byte {byte}");
+                    }
+                    id = memo.transition(id, b).unwrap().0;
+                });
+                assert!(state.push(c, b));
+                assert_eq!(
+                    id,
+                    c.memo.with(|memo| state.state_id(c, memo, &mut Vec::new()))
+                );
+            }
+        }
         // Within a smaller budget, the states nearest the start.
         let g = Grammar::from_lark(RECORD).unwrap();
         assert_eq!(explore(&g.compiled, &t, 5), 5);

@@ -278,7 +278,14 @@ impl TokenTable {
         if explore::explore(g, self, explore::MAX_EXPLORED) == 0 {
             let mut mask = vec![0u32; self.mask_words()];
             let mut state = State::new(g);
-            walk::fill(g, &mut state, self, &mut mask, &mut Scratch::default());
+            walk::fill(
+                g,
+                &mut state,
+                None,
+                self,
+                &mut mask,
+                &mut Scratch::default(),
+            );
         }
     }
 

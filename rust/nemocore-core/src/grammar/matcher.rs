@@ -24,6 +24,8 @@ pub struct Matcher {
     /// The grammar the state runs on: the user's, or its right quotient.
     active: Arc<Compiled>,
     state: State,
+    /// The bytes `state` consumed (the prefix included).
+    path: Vec<u8>,
     prefix_len: usize,
     checkpoints: Vec<usize>,
     suffix: Option<Vec<u8>>,
@@ -56,6 +58,7 @@ impl Matcher {
             grammar: g,
             active,
             state,
+            path: prefix.to_vec(),
             prefix_len: prefix.len(),
             checkpoints: Vec::new(),
             suffix,
@@ -79,6 +82,7 @@ impl Matcher {
         let before = self.state.len();
         let g = &*self.active;
         if self.state.push_all(g, bytes) {
+            self.path.extend_from_slice(bytes);
             self.checkpoints.push(self.state.len());
             true
         } else {
@@ -97,7 +101,7 @@ impl Matcher {
         }
         self.checkpoints.truncate(self.checkpoints.len() - n);
         let len = self.checkpoints.last().copied().unwrap_or(self.prefix_len);
-        self.state.truncate(len);
+        self.truncate(len);
         Ok(())
     }
 
@@ -130,7 +134,14 @@ impl Matcher {
     /// Returns to the state right after the left context.
     pub fn reset(&mut self) {
         self.checkpoints.clear();
-        self.state.truncate(self.prefix_len);
+        self.truncate(self.prefix_len);
+    }
+
+    fn truncate(&mut self, len: usize) {
+        self.state.truncate(len);
+        self.path.truncate(len);
+        // Bytes consumed from here on may differ from those the last fill saw.
+        self.scratch.forget_id();
     }
 
     /// Fills `mask` (`ceil(vocab / 32)` words; bit `j` of word `w` is token
@@ -150,7 +161,14 @@ impl Matcher {
         }
         let (row, extra) = mask.split_at_mut(words);
         let g = &*self.active;
-        walk::fill(g, &mut self.state, table, row, &mut self.scratch);
+        walk::fill(
+            g,
+            &mut self.state,
+            Some(&self.path),
+            table,
+            row,
+            &mut self.scratch,
+        );
         if Self::terminates(g, &mut self.state, self.suffix.as_deref()) {
             for &id in table.eos_ids() {
                 row[(id / 32) as usize] |= 1 << (id % 32);

@@ -22,14 +22,26 @@ pub(crate) struct Scratch {
     ranges: Vec<(u32, u32)>,
     threads: Vec<(u32, u32)>,
     key: Vec<u32>,
+    /// The state id of the last fill: `(bytes consumed then, id, memo epoch)`.
+    last_id: Option<(usize, u32, u32)>,
+}
+
+impl Scratch {
+    /// Forgets the last fill's state id (the consumed bytes were rolled back).
+    pub(crate) fn forget_id(&mut self) {
+        self.last_id = None;
+    }
 }
 
 /// Fills `mask` for `state` (ids of EOS excluded; the caller sets them).
 /// A state whose future was seen before gets its mask from the grammar's
-/// memo.
+/// memo. `path`, the bytes `state` consumed, lets a matcher name its state
+/// by following memoised transitions from its previous fill's state
+/// instead of signing the new columns.
 pub(crate) fn fill(
     g: &Compiled,
     state: &mut State,
+    path: Option<&[u8]>,
     table: &TokenTable,
     mask: &mut [u32],
     scratch: &mut Scratch,
@@ -40,7 +52,23 @@ pub(crate) fn fill(
     g.memo.with(|memo| {
         // Each walked node may add a signature, a state and a transition.
         memo.make_room(3 * table.trie.len());
-        let id = state.state_id(g, memo, &mut scratch.key);
+        let followed = path
+            .zip(scratch.last_id)
+            .and_then(|(path, (len, id, epoch))| {
+                let since = path.get(len..).filter(|_| epoch == memo.epoch())?;
+                since.iter().try_fold(id, |id, &b| {
+                    memo.transition(id, b)
+                        .map(|(next, _)| next)
+                        .filter(|&next| next < VIABLE)
+                })
+            });
+        let id = match followed {
+            Some(id) => id,
+            None => state.state_id(g, memo, &mut scratch.key),
+        };
+        if let Some(path) = path {
+            scratch.last_id = Some((path.len(), id, memo.epoch()));
+        }
         if let Some(words) = memo.mask(table.id, id) {
             mask.copy_from_slice(&words);
             return;
