@@ -53,6 +53,9 @@ pub struct TokenTable {
     subtrees: Mutex<FxHashMap<String, SubtreeKeyed>>,
     /// Per first byte: the tokens starting with it (bitsets, built on first use).
     first_byte_masks: OnceLock<Vec<Vec<u32>>>,
+    /// Trie nodes visited by lazily computed token sets (a measure of that
+    /// work, for compile-time budgets).
+    lazy_nodes: AtomicUsize,
 }
 
 type SubtreeKeyed = FxHashMap<(u32, u32, bool), Arc<SubtreeSets>>;
@@ -112,6 +115,7 @@ impl TokenTable {
             cache: Mutex::new(FxHashMap::default()),
             subtrees: Mutex::new(FxHashMap::default()),
             first_byte_masks: OnceLock::new(),
+            lazy_nodes: AtomicUsize::new(0),
         })
     }
 
@@ -183,6 +187,22 @@ impl TokenTable {
             .or_default()
             .insert(key, Arc::clone(&sets));
         sets
+    }
+
+    /// Trie nodes visited so far by token sets computed lazily (by masks
+    /// rather than by [`prepare`](Self::prepare)).
+    pub(crate) fn lazy_nodes(&self) -> usize {
+        self.lazy_nodes.load(Ordering::Relaxed)
+    }
+
+    /// Whether the token sets of a thread of terminal `pattern` in DFA
+    /// state `state` are computed already (see [`sets`](Self::sets)).
+    pub(crate) fn has_sets(&self, pattern: &str, state: u32) -> bool {
+        self.cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(pattern)
+            .is_some_and(|m| m.contains_key(&sets_key(state, false)))
     }
 
     /// Computes ahead of time the token sets of every state of every
@@ -385,7 +405,9 @@ impl TokenTable {
         // (state, an accepting state was passed on the path) per depth.
         let mut path = vec![(start, accepted)];
         let mut i = root + 1;
+        let mut visited = 0;
         while i < stop {
+            visited += 1;
             let d = t.depth[i] as usize - base;
             path.truncate(d);
             let (parent, passed) = path[d - 1];
@@ -404,6 +426,7 @@ impl TokenTable {
             path.push((s, passed || dfa.is_accepting(s)));
             i += 1;
         }
+        self.lazy_nodes.fetch_add(visited, Ordering::Relaxed);
         ranges
     }
 

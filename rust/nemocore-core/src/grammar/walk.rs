@@ -24,6 +24,9 @@ pub(crate) struct Scratch {
     key: Vec<u32>,
     /// The state id of the last fill: `(bytes consumed then, id, memo epoch)`.
     last_id: Option<(usize, u32, u32)>,
+    /// Trie nodes the walks of memoised states have entered (a measure of
+    /// their work, for compile-time budgets).
+    pub(crate) walked: usize,
 }
 
 impl Scratch {
@@ -106,6 +109,7 @@ fn compute(
     if let Some((memo, root)) = memo {
         let mut cursor = MemoCursor::new(g, state, memo, root, within_token);
         walk_nodes(g, table, &mut cursor, &scratch.ranges, span, mask);
+        scratch.walked += cursor.entered;
     } else {
         let root_lexeme = match &*state {
             State::Py(s) => s.lexeme_start(),
@@ -266,6 +270,8 @@ struct MemoCursor<'a> {
     /// Whether the single-thread shortcut needs a lexeme begun in the token.
     within_token: bool,
     key: Vec<u32>,
+    /// Nodes entered.
+    entered: usize,
 }
 
 impl<'a> MemoCursor<'a> {
@@ -287,12 +293,14 @@ impl<'a> MemoCursor<'a> {
             synced: 0,
             within_token,
             key: Vec::new(),
+            entered: 0,
         }
     }
 }
 
 impl Cursor for MemoCursor<'_> {
     fn enter(&mut self, depth: usize, byte: u8, leaf: bool) -> bool {
+        self.entered += 1;
         self.ids.truncate(depth);
         self.path.truncate(depth - 1);
         self.path.push(byte);
@@ -380,5 +388,16 @@ fn walk_nodes(
             continue;
         }
         i += 1;
+    }
+}
+
+/// Whether every lexer thread of the dynamic-mode `state` has its token
+/// sets computed in `table` (so that its mask costs no lazy trie walk).
+pub(crate) fn sets_ready(g: &Compiled, state: &State, table: &TokenTable) -> bool {
+    match state {
+        State::Dyn(s) => s.threads().iter().all(|t| {
+            g.dfa(t.term).is_none() || table.has_sets(&g.ir.terms[t.term as usize].pattern, t.state)
+        }),
+        State::Py(_) => false,
     }
 }
