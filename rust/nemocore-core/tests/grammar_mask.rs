@@ -313,3 +313,43 @@ fn memoised_masks_stay_exact_across_documents() {
     random_walks(&g2, &big, 6, 30);
     random_walks(&g, &small, 4, 40);
 }
+
+/// Number tokens (` 12`, ` 12,`, `12]`, ...) form trie subtrees where a
+/// number lexeme ends at every digit, so other threads (a comma, a closing
+/// bracket) start beside it: the walk settles them by the number's DFA
+/// ("main thread") and walks only where it dies. Masks stay exact.
+#[test]
+fn number_subtrees_with_a_main_thread_are_exact() {
+    let mut vocab: Vec<Vec<u8>> = vec![b"<s>".to_vec(), b"</s>".to_vec(), Vec::new()];
+    vocab.extend((0..=255u8).map(|b| vec![b]));
+    let mut digits: Vec<String> = vec![String::new()];
+    for _ in 0..4 {
+        let longer: Vec<String> = digits
+            .iter()
+            .flat_map(|d| ["1", "2", "0", "5"].map(|x| format!("{d}{x}")))
+            .collect();
+        digits.extend(longer.into_iter().filter(|d| !d.starts_with('0')));
+        digits.sort();
+        digits.dedup();
+    }
+    for d in digits.iter().filter(|d| !d.is_empty()) {
+        for t in [
+            format!(" {d}"),
+            format!(" {d},"),
+            format!("{d}]"),
+            format!(" {d}}}"),
+            format!("{d}, \""),
+            format!(" {d}.5"),
+            format!(" {d}e1,"),
+            format!(" {d}-1"),
+        ] {
+            vocab.push(t.into_bytes());
+        }
+    }
+    for t in ["[", "{\"a\":", "\"", ", ", "]", "}", ".5", "e1"] {
+        vocab.push(t.as_bytes().to_vec());
+    }
+    let g = Arc::new(Grammar::from_lark(JSON_LARK).unwrap());
+    let t = table(vocab, 0);
+    random_walks(&g, &t, 6, 24);
+}

@@ -172,6 +172,11 @@ impl DynState {
             [t] => Some((t.term, t.state, false)),
             _ => None,
         };
-        memo.state_id(key, single)
+        let mut read = threads.iter().filter(|t| t.col as usize + 1 < n);
+        let main = match (read.next(), read.next()) {
+            (Some(t), None) => Some((t.term, t.state)),
+            _ => None,
+        };
+        memo.state_id(key, single, main)
     }
 }

@@ -68,6 +68,9 @@ pub(crate) struct MemoInner {
     /// Per state id: its only lexer thread whose continuation alone
     /// decides `(terminal, DFA state, a lexeme already ended)`, if one.
     single: Vec<Option<(u32, u32, bool)>>,
+    /// Per state id: its only lexer thread that has read bytes `(terminal,
+    /// DFA state)` (the others were predicted at the last byte), if one.
+    main: Vec<Option<(u32, u32)>>,
     /// Per state id: `byte -> (state id, a lexeme ended on the byte)`.
     transitions: Vec<Row>,
     /// Transitions recorded in `transitions`.
@@ -155,6 +158,7 @@ impl MemoInner {
             self.signatures.clear();
             self.states.clear();
             self.single.clear();
+            self.main.clear();
             self.transitions.clear();
             self.n_transitions = 0;
             self.masks.clear();
@@ -196,13 +200,26 @@ impl MemoInner {
     }
 
     /// The id of the state named `key` (see the module notes), whose only
-    /// lexer thread is `single` if it has one.
-    pub(crate) fn state_id(&mut self, key: &[u32], single: Option<(u32, u32, bool)>) -> u32 {
+    /// lexer thread is `single` if it has one, and whose only thread that
+    /// has read bytes is `main` if it has one.
+    pub(crate) fn state_id(
+        &mut self,
+        key: &[u32],
+        single: Option<(u32, u32, bool)>,
+        main: Option<(u32, u32)>,
+    ) -> u32 {
         let id = intern(&mut self.states, key);
         if id as usize == self.single.len() {
             self.single.push(single);
+            self.main.push(main);
         }
         id
+    }
+
+    /// The only lexer thread `(terminal, DFA state)` of state `id` that has
+    /// read bytes.
+    pub(crate) fn main_thread(&self, id: u32) -> Option<(u32, u32)> {
+        self.main.get(id as usize).copied().flatten()
     }
 
     /// The only lexer thread `(terminal, DFA state, a lexeme already

@@ -557,7 +557,7 @@ impl PyState {
             [(t, st)] if self.acceptable(g, py, *t) => Some((*t, *st, self.has_fallback())),
             _ => None,
         };
-        memo.state_id(key, single)
+        memo.state_id(key, single, None)
     }
 }
 

@@ -221,6 +221,14 @@ trait Cursor {
     /// `(terminal, DFA state, a lexeme already ended so a later dead end
     /// falls back to the parser)` when its continuation alone decides.
     fn single_thread(&self) -> Option<(u32, u32, bool)>;
+
+    /// After a viable [`enter`](Self::enter), in the dynamic mode: the only
+    /// lexer thread `(terminal, DFA state)` that has read bytes, the others
+    /// having been predicted at the last one (after a number's digit, the
+    /// number goes on and a comma may begin).
+    fn main_thread(&self) -> Option<(u32, u32)> {
+        None
+    }
 }
 
 /// The real state, pushed and truncated (for states not worth memoising).
@@ -340,6 +348,15 @@ impl Cursor for MemoCursor<'_> {
             .single_thread(id)
             .filter(|_| ended || !self.within_token)
     }
+
+    fn main_thread(&self) -> Option<(u32, u32)> {
+        // (As for a single thread: a lexeme begun before the token is the
+        // root's sets' business.)
+        let &(id, ended) = self.ids.last()?;
+        self.memo
+            .main_thread(id)
+            .filter(|_| ended || !self.within_token)
+    }
 }
 
 /// Walks the nodes `span.0..span.1` whose subtree meets `ranges` (sorted,
@@ -375,8 +392,14 @@ fn walk_nodes(
                 set_bit(mask, id);
             }
         }
+        // Where one thread alone has read bytes, tokens that keep it alive
+        // are allowed (a live thread is viable) and only those on which it
+        // dies are walked; with other threads beside it, after any death
+        // (`accepted`: the parser decides each).
         if end > i + MIN_SUBTREE
-            && let Some((term, st, accepted)) = cursor.single_thread()
+            && let Some((term, st, accepted)) = cursor
+                .single_thread()
+                .or_else(|| cursor.main_thread().map(|(term, st)| (term, st, true)))
             && let Some(dfa) = g.dfa(term)
         {
             let sets = table.subtree_sets(&g.ir.terms[term as usize].pattern, st, i, accepted, dfa);
