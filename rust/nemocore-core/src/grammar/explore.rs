@@ -55,7 +55,7 @@ pub(crate) fn explore(g: &Compiled, table: &TokenTable, budget: usize) -> usize 
     {
         // A state inside a terminal too large to prepare would need a trie
         // walk per lexer state: it and what lies beyond stay lazy.
-        if !walk::sets_ready(g, &state, table) {
+        if !sets_ready(g, &state, table) {
             continue;
         }
         explored += 1;
@@ -100,6 +100,17 @@ pub(crate) fn explore(g: &Compiled, table: &TokenTable, budget: usize) -> usize 
         }
     }
     explored
+}
+
+/// Whether every lexer thread of the dynamic-mode `state` has its token
+/// sets computed in `table` (so that its mask costs no lazy trie walk).
+fn sets_ready(g: &Compiled, state: &State, table: &TokenTable) -> bool {
+    match state {
+        State::Dyn(s) => s.threads().iter().all(|t| {
+            g.dfa(t.term).is_none() || table.has_sets(&g.ir.terms[t.term as usize].pattern, t.state)
+        }),
+        State::Py(_) => false,
+    }
 }
 
 /// Whether no nonterminal derives itself other than as a leftmost symbol:

@@ -413,14 +413,3 @@ fn walk_nodes(
         i += 1;
     }
 }
-
-/// Whether every lexer thread of the dynamic-mode `state` has its token
-/// sets computed in `table` (so that its mask costs no lazy trie walk).
-pub(crate) fn sets_ready(g: &Compiled, state: &State, table: &TokenTable) -> bool {
-    match state {
-        State::Dyn(s) => s.threads().iter().all(|t| {
-            g.dfa(t.term).is_none() || table.has_sets(&g.ir.terms[t.term as usize].pattern, t.state)
-        }),
-        State::Py(_) => false,
-    }
-}
