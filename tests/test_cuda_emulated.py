@@ -6,7 +6,9 @@ every kernel path against a float64 reference (tests/cuda_emu/causal_conv1d_emu.
 tests/cuda_emu/ssd_emu.cpp for the SSD forward scan and decode step, ssd_bwd_emu.cpp for the SSD
 backward, tests/cuda_emu/moe_emu.cpp for the MoE grouped GEMMs and permute kernels,
 moe_sm90_emu.cpp for the Hopper (wgmma) grouped GEMM, tests/cuda_emu/attention_emu.cpp for
-decode attention, tests/cuda_emu/quant_emu.cpp for NVFP4). Needs
+decode attention, tests/cuda_emu/quant_emu.cpp for NVFP4, its Hopper nvfp4_mm included).
+"reverse" schedules threads in reverse order; "eager" runs cp.async copies when issued
+instead of as late as possible, which catches a stage refilled while an MMA still reads it. Needs
 g++ and the CUDA headers (the nvidia-cuda-* wheels of requirements/dev.txt, or a toolkit).
 """
 
@@ -68,12 +70,15 @@ def compile_emulated(source: str, out: Path) -> Path:
         ("token_bitmask_emu.cpp", "forward"),  # grammar token bitmask: awkward vocabs, strides
         ("token_bitmask_emu.cpp", "reverse"),
         ("quant_emu.cpp", "forward"),  # NVFP4 quantize/dequantize vs the CPU kernels, nvfp4_mm
-        ("quant_emu.cpp", "reverse"),
+        ("quant_emu.cpp", "reverse"),  # (portable and Hopper)
+        ("quant_emu.cpp", "eager"),  # copies when issued: a stage refilled too early shows up
+        ("moe_sm90_emu.cpp", "eager"),
     ],
 )
 def test_cuda_kernels_under_emulation(tmp_path, source, order):
     binary = compile_emulated(source, tmp_path)
-    env = {**os.environ, "EMU_REVERSE": "1"} if order == "reverse" else None
+    flag = {"reverse": "EMU_REVERSE", "eager": "EMU_EAGER_COPIES"}.get(order)
+    env = {**os.environ, flag: "1"} if flag else None
     run = subprocess.run(
         [str(binary), "quick"], capture_output=True, text=True, timeout=1200, env=env
     )

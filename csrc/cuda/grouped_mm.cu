@@ -34,6 +34,7 @@
 #include "cuda/moe_common.cuh"
 #ifdef NEMOCORE_WITH_CUDA_SM90A
 #include "cuda/grouped_mm_sm90.h"
+#include "nemocore/cuda_runtime_api.h"
 #endif
 
 namespace nemocore::cuda {
@@ -318,23 +319,7 @@ void launch_grouped_mm_wgrad(const GroupedMmWgradParams& p) {
 
 // ---- dispatch -------------------------------------------------------------------------------
 
-#ifdef NEMOCORE_WITH_CUDA_SM90A
-// True on compute capability 9.0 devices (the sm_90a code runs nowhere else), unless
-// NEMOCORE_WGMMA=0 asks for the portable kernel (for comparisons).
-bool use_wgmma() {
-  const char* env = std::getenv("NEMOCORE_WGMMA");  // read per call: benchmarks toggle it
-  const bool disabled = env != nullptr && std::string(env) == "0";
-  int device = 0, major = 0, minor = 0;
-  if (disabled || cudaGetDevice(&device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
-  return major == 9 && minor == 0;
-}
-#endif
-
+// The Hopper kernel where it may run (use_wgmma: a 9.0 device, NEMOCORE_WGMMA not 0).
 void grouped_mm(const GroupedMmParams& p) {
   if (p.rows == 0 || p.n == 0 || p.num_experts == 0) return;  // no output element
 #ifdef NEMOCORE_WITH_CUDA_SM90A

@@ -11,7 +11,8 @@
 //             bf16) into shared memory, then each warp runs 8 m16n8k16 bf16 tensor-core MMAs
 //             (its 16 rows x 64 columns) with fp32 accumulators. The tensor scales multiply in
 //             the epilogue: alpha = tensor_scale_a * tensor_scale_b (tensor_scale_b alone for
-//             bf16 A). Equal to the exact FP4 GEMM up to fp32 accumulation order.
+//             bf16 A). Equal to the exact FP4 GEMM up to fp32 accumulation order. On Hopper
+//             nvfp4_mm_sm90.cu takes over (wgmma, a cp.async ring) when Kp % 64 == 0.
 #include <cstdint>
 #include <stdexcept>
 #include <type_traits>
@@ -19,6 +20,10 @@
 #include "cuda/common/launch.cuh"
 #include "cuda/common/mma.cuh"
 #include "cuda/nvfp4_common.cuh"
+#ifdef NEMOCORE_WITH_CUDA_SM90A
+#include "cuda/nvfp4_mm_sm90.h"
+#include "nemocore/cuda_runtime_api.h"
+#endif
 
 namespace nemocore::cuda {
 namespace {
@@ -230,8 +235,13 @@ void nvfp4_dequantize(const Nvfp4DequantizeParams& p) {
   }
 }
 
+// The Hopper kernel (nvfp4_mm_sm90.cu) where it may run and the operands allow it; the
+// portable one otherwise.
 void nvfp4_mm(const Nvfp4MmParams& p) {
   if (p.m == 0 || p.n == 0) return;
+#ifdef NEMOCORE_WITH_CUDA_SM90A
+  if (nvfp4_mm_sm90_supports(p) && use_wgmma()) return nvfp4_mm_sm90(p);
+#endif
   const int64_t n_tiles = (p.n + kTile - 1) / kTile;
   const unsigned grid = grid_blocks(((p.m + kTile - 1) / kTile) * n_tiles, "nvfp4_mm");
   const auto stream = static_cast<cudaStream_t>(p.stream);

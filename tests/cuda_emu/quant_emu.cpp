@@ -5,12 +5,20 @@
 //               float16 input, both conventions, 1D and 2D blocks, RNE and stochastic rounding,
 //               awkward shapes (1 x 1, partial blocks, partial 16-row tiles), zero blocks, -0.0;
 //   dequantize: identical outputs (float32 and bfloat16);
-//   nvfp4_mm:   W4A4 and W4A16 through the emulated m16n8k16 bf16 MMA (fragments rebuilt from
-//               the PTX layout) against a float64 sum over the dequantized operands.
+//   nvfp4_mm:   W4A4 and W4A16, float32 and bf16 output, against a float64 sum over the
+//               dequantized operands: the portable kernel (nvfp4.cu) through the emulated
+//               m16n8k16 bf16 MMA (fragments rebuilt from the PTX layout), and the Hopper one
+//               (nvfp4_mm_sm90.cu) through tests/cuda_emu/cuda/common/sm90.cuh, whose copies and
+//               wgmma MMAs run as late (or, with EMU_EAGER_COPIES=1, the copies as early) as the
+//               hardware may, through the 128-byte swizzle of the real descriptors: a wrong
+//               layout, a missing wait, or a tile rewritten while an MMA reads it fails here.
+//               Operands are random codes with scale bytes over the whole E4M3 range (zero,
+//               subnormal, 448); shapes cover tile tails and more k slices than stages.
 // Build: see tests/test_cuda_emulated.py. Run with any argument for the quick suite.
 #include "emu.h"  // first: it stands in for the CUDA runtime
 
 #include "cuda/nvfp4.cu"
+#include "cuda/nvfp4_mm_sm90.cu"
 
 #define NEMOCORE_CPU_ISA base
 #include "cpu/kernels/nvfp4_dequantize.cpp"
@@ -86,8 +94,10 @@ static void quantize_case(int64_t rows, int64_t cols, DType dtype, Nvfp4Compat c
   for (Quantized* out : {&cpu, &gpu}) {
     out->q.assign(rows * nb * 8, 0xEE), out->s.assign(rows * nb, 0xEE);
     p.qdata = out->q.data(), p.scales = out->s.data(), p.tensor_scale = &out->ts;
-    if (out == &cpu) nemocore::cpu::base::nvfp4_quantize(p);
-    else nemocore::cuda::nvfp4_quantize(p);
+    if (out == &cpu)
+      nemocore::cpu::base::nvfp4_quantize(p);
+    else
+      nemocore::cuda::nvfp4_quantize(p);
   }
   const std::string where = "quantize " + std::to_string(rows) + "x" + std::to_string(cols) +
                             " dtype " + std::to_string(int(dtype)) + " compat " +
@@ -111,6 +121,20 @@ static void quantize_case(int64_t rows, int64_t cols, DType dtype, Nvfp4Compat c
   }
 }
 
+// A random NVFP4 operand (rows, kp): any codes (both signs, -0 included), scale bytes mostly
+// near 1 and now and then 0, subnormal or 448.
+static Quantized random_operand(int64_t rows, int64_t kp) {
+  Quantized o;
+  o.q.resize(rows * kp / 2), o.s.resize(rows * kp / 16);
+  for (auto& b : o.q) b = static_cast<uint8_t>(rng());
+  for (auto& b : o.s) {
+    const uint64_t pick = rng() % 16;
+    b = pick == 0 ? 0 : pick == 1 ? 1 + rng() % 7 : pick == 2 ? 126 : 48 + rng() % 24;
+  }
+  o.ts = std::ldexp(1.f + float(rng() % 100) / 100.f, int(rng() % 7) - 3);
+  return o;
+}
+
 // float64 value of element (r, k) of an NVFP4 operand, before the tensor scale.
 static double element(const Quantized& t, int64_t kp, int64_t r, int64_t k) {
   const int code = (t.q[r * kp / 2 + k / 2] >> (4 * (k & 1))) & 15;
@@ -119,20 +143,9 @@ static double element(const Quantized& t, int64_t kp, int64_t r, int64_t k) {
   return code & 8 ? -mag : mag;
 }
 
-static Quantized quantize_cpu(int64_t rows, int64_t kp) {
-  const std::vector<float> x = sample(rows, kp);
-  Quantized out;
-  out.q.resize(rows * kp / 2), out.s.resize(rows * kp / 16);
-  nemocore::Nvfp4QuantizeParams p;
-  p.x = x.data(), p.rows = rows, p.cols = kp, p.row_stride = kp, p.amax = amax_of(x, DType::kFloat32);
-  p.qdata = out.q.data(), p.scales = out.s.data(), p.tensor_scale = &out.ts;
-  nemocore::cpu::base::nvfp4_quantize(p);
-  return out;
-}
-
-static void mm_case(int64_t m, int64_t n, int64_t kp, bool w4a16) {
+static void mm_case(int64_t m, int64_t n, int64_t kp, bool w4a16, DType out_dtype, bool sm90) {
   ++cases;
-  const Quantized a = quantize_cpu(m, kp), b = quantize_cpu(n, kp);
+  const Quantized a = random_operand(m, kp), b = random_operand(n, kp);
   std::vector<uint16_t> a16(m * kp);
   for (auto& v : a16) v = to_bits(static_cast<float>(randn()), DType::kBFloat16);
   nemocore::Nvfp4MmParams p;
@@ -143,9 +156,20 @@ static void mm_case(int64_t m, int64_t n, int64_t kp, bool w4a16) {
     p.a_qdata = a.q.data(), p.a_scales = a.s.data(), p.a_tensor_scale = &a.ts;
   }
   p.b_qdata = b.q.data(), p.b_scales = b.s.data(), p.b_tensor_scale = &b.ts;
-  std::vector<float> out(m * n + 4, 555.f);
-  p.out = out.data(), p.out_dtype = DType::kFloat32;
-  nemocore::cuda::nvfp4_mm(p);
+  const bool f32 = out_dtype == DType::kFloat32;
+  std::vector<float> out32(m * n + 4, 555.f);
+  std::vector<uint16_t> out16(m * n + 4, 0x4321);
+  p.out = f32 ? static_cast<void*>(out32.data()) : out16.data();
+  p.out_dtype = out_dtype;
+  const std::string where = std::string(sm90 ? "nvfp4_mm_sm90 " : "nvfp4_mm ") + std::to_string(m) +
+                            "x" + std::to_string(n) + "x" + std::to_string(kp) +
+                            (w4a16 ? " w4a16" : " w4a4") + (f32 ? " f32" : " bf16");
+  if (sm90) {
+    if (!nemocore::cuda::nvfp4_mm_sm90_supports(p)) return fail(where + ": not supported");
+    nemocore::cuda::nvfp4_mm_sm90(p);
+  } else {
+    nemocore::cuda::nvfp4_mm(p);
+  }
   const double alpha = (w4a16 ? 1.0 : double(a.ts)) * double(b.ts);
   for (int64_t i = 0; i < m; ++i) {
     for (int64_t j = 0; j < n; ++j) {
@@ -155,17 +179,47 @@ static void mm_case(int64_t m, int64_t n, int64_t kp, bool w4a16) {
                                 : element(a, kp, i, k);
         want += av * element(b, kp, j, k), mag += std::fabs(av * element(b, kp, j, k));
       }
-      const double got = out[i * n + j];
-      if (std::fabs(got - want * alpha) > 1e-5 * mag * alpha + 1e-30) {
-        return fail("nvfp4_mm " + std::to_string(m) + "x" + std::to_string(n) + "x" +
-                    std::to_string(kp) + (w4a16 ? " w4a16" : " w4a4") + " at (" +
-                    std::to_string(i) + ", " + std::to_string(j) + "): got " +
-                    std::to_string(got) + " want " + std::to_string(want * alpha));
+      want *= alpha, mag *= alpha;
+      const double got =
+          f32 ? out32[i * n + j] : double(__bfloat162float(__ushort_as_bfloat16(out16[i * n + j])));
+      // fp32 accumulation; bf16 output rounds once more (half an ulp: 2^-9 relative)
+      const double tol = 1e-5 * mag + (f32 ? 0.0 : std::fabs(want) / 256) + 1e-30;
+      if (!(std::fabs(got - want) <= tol)) {
+        return fail(where + " at (" + std::to_string(i) + ", " + std::to_string(j) + "): got " +
+                    std::to_string(got) + " want " + std::to_string(want));
       }
     }
   }
-  for (int e = 0; e < 4; ++e)
-    if (out[m * n + e] != 555.f) return fail("nvfp4_mm wrote past the output");
+  for (int e = 0; e < 4; ++e) {
+    if (f32 ? out32[m * n + e] != 555.f : out16[m * n + e] != 0x4321)
+      return fail(where + ": wrote past the output");
+  }
+}
+
+// Which operands the Hopper kernel takes: the dispatch routes the others to the portable one.
+static void sm90_eligibility() {
+  ++cases;
+  std::vector<uint8_t> q(4096), s(512);
+  std::vector<float> out(64);
+  float ts = 1.f;
+  nemocore::Nvfp4MmParams p;
+  p.m = 2, p.n = 2, p.kp = 64, p.a_qdata = q.data(), p.a_scales = s.data();
+  p.a_tensor_scale = &ts, p.b_qdata = q.data(), p.b_scales = s.data(), p.b_tensor_scale = &ts;
+  p.out = out.data();
+  if (!nemocore::cuda::nvfp4_mm_sm90_supports(p)) fail("sm90 eligibility: kp 64 refused");
+  p.kp = 48;
+  if (nemocore::cuda::nvfp4_mm_sm90_supports(p)) fail("sm90 eligibility: kp 48 accepted");
+  bool threw = false;
+  try {
+    nemocore::cuda::nvfp4_mm_sm90(p);
+  } catch (const std::invalid_argument&) {
+    threw = true;
+  }
+  if (!threw) fail("sm90 eligibility: nvfp4_mm_sm90 ran on kp 48");
+  p.kp = 128, p.b_qdata = q.data() + 8;
+  if (nemocore::cuda::nvfp4_mm_sm90_supports(p)) fail("sm90 eligibility: misaligned codes");
+  p.b_qdata = q.data(), p.b_scales = s.data() + 2;
+  if (nemocore::cuda::nvfp4_mm_sm90_supports(p)) fail("sm90 eligibility: misaligned scales");
 }
 
 int main(int argc, char** argv) {
@@ -179,7 +233,16 @@ int main(int argc, char** argv) {
             if (!quick || t != DType::kFloat16 || !sr) quantize_case(rows, cols, t, c, b2, sr);
   const int64_t mms[][3] = {{1, 1, 16}, {5, 70, 48}, {64, 64, 64}, {130, 9, 32}};
   for (auto [m, n, kp] : mms)
-    for (bool w4a16 : {false, true}) mm_case(m, n, kp, w4a16);
+    for (bool w4a16 : {false, true}) mm_case(m, n, kp, w4a16, DType::kFloat32, false);
+  mm_case(33, 20, 80, true, DType::kBFloat16, false);
+  sm90_eligibility();
+  // Hopper: one row and column; exact tiles; tails; 7 k slices (the ring has 5 stages)
+  const int64_t sm90_mms[][3] = {
+      {1, 1, 64}, {5, 70, 128}, {128, 128, 64}, {130, 9, 448}, {200, 260, 192}};
+  for (auto [m, n, kp] : sm90_mms)
+    for (bool w4a16 : {false, true})
+      for (DType out : {DType::kFloat32, DType::kBFloat16})
+        if (!quick || out == DType::kFloat32 || m == 5) mm_case(m, n, kp, w4a16, out, true);
   printf("%s (%d failures, %d cases, %ld launches)\n", failures ? "FAILED" : "OK", failures, cases,
          emu_launches);
   return failures ? 1 : 0;

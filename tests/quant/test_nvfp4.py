@@ -277,7 +277,9 @@ def test_non_contiguous_and_float64_inputs():
 # ---- GEMM ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("m", "n", "k"), [(1, 1, 16), (5, 7, 33), (64, 48, 128)])
+# On Hopper, K a multiple of 64 takes the wgmma kernel (130 x 200 x 448: tile tails and more k
+# slices than its pipeline has stages), other K the portable one.
+@pytest.mark.parametrize(("m", "n", "k"), [(1, 1, 16), (5, 7, 33), (64, 48, 128), (130, 200, 448)])
 def test_nvfp4_mm_equals_dequantized_product(device, m, n, k):
     a = sample((m, k), torch.bfloat16).to(device)
     b = sample((n, k), torch.bfloat16, seed=2).to(device)

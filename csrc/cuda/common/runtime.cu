@@ -4,6 +4,7 @@
 // on a machine without a GPU does not resurface as the error of an unrelated later call.
 #include <cuda_runtime_api.h>
 
+#include <cstdlib>
 #include <string>
 
 #include "cuda/common/check.cuh"
@@ -59,5 +60,22 @@ int driver_version() {
 }
 
 std::string compiled_archs() { return NEMOCORE_CUDA_ARCHS; }
+
+bool use_wgmma() {
+#ifdef NEMOCORE_WITH_CUDA_SM90A
+  const char* env = std::getenv("NEMOCORE_WGMMA");
+  if (env != nullptr && std::string(env) == "0") return false;
+  int device = 0, major = 0, minor = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return major == 9 && minor == 0;  // sm_90a code runs on no other device
+#else
+  return false;
+#endif
+}
 
 }  // namespace nemocore::cuda

@@ -52,6 +52,18 @@ __device__ __forceinline__ void cp_async_16(void* dst, const void* src, bool val
 #endif
 }
 
+// The same for 4 bytes (4-byte aligned source and destination); the copy goes through L1 (.ca),
+// the only cache option PTX allows below 16 bytes.
+__device__ __forceinline__ void cp_async_4(void* dst, const void* src, bool valid) {
+#ifdef NEMOCORE_SM90A
+  const uint32_t d = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
+  const int bytes = valid ? 4 : 0;
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(d), "l"(src), "r"(bytes));
+#else
+  (void)dst, (void)src, (void)valid;
+#endif
+}
+
 __device__ __forceinline__ void cp_async_commit() {
 #ifdef NEMOCORE_SM90A
   asm volatile("cp.async.commit_group;\n" ::);

@@ -14,6 +14,10 @@ void set_device(int device);   // throws std::runtime_error if the device cannot
 int runtime_version();         // CUDA runtime linked in, e.g. 13000 for 13.0; 0 if unknown
 int driver_version();          // newest CUDA version the driver supports; 0 without a driver
 std::string compiled_archs();  // e.g. "sm_90" (NEMOCORE_CUDA_ARCHS at build time)
+// Whether the Hopper (sm_90a, wgmma) kernels may run: this build has them and the current
+// device has compute capability 9.0, unless NEMOCORE_WGMMA=0 asks for the portable kernels
+// (for comparisons; read per call, so benchmarks can toggle it).
+bool use_wgmma();
 
 // Makes `device` current for the guard's scope, then restores the previous device. A negative
 // device (a CPU tensor) leaves the current device alone.

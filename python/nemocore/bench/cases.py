@@ -233,11 +233,11 @@ def _loop_gmm(a, b, batch_sizes, trans_b):
     return torch.cat(out)
 
 
-def _portable_gmm(a, up, sizes):
-    """Our CUDA grouped GEMM with the Hopper (wgmma) path switched off: the mma.sync kernel."""
+def _portable(fn, *args, **kwargs):
+    """fn(*args, **kwargs) with our Hopper (wgmma) kernels switched off: the mma.sync ones."""
     os.environ["NEMOCORE_WGMMA"] = "0"
     try:
-        return ops.grouped_mm(a, up, sizes, trans_b=True)
+        return fn(*args, **kwargs)
     finally:
         del os.environ["NEMOCORE_WGMMA"]
 
@@ -264,7 +264,7 @@ def grouped_mm_fwd(tokens, experts, top_k, d, f, device="cpu", dtype=torch.float
             w = up.reshape(-1, d)[:f].T.contiguous()
             return ours, lambda: a @ w
         if peer == "portable":
-            return ours, lambda: _portable_gmm(a, up, sizes)
+            return ours, lambda: _portable(ops.grouped_mm, a, up, sizes, trans_b=True)
         if peer == "unfused":
             _, rows, _ = ops.moe_sort(ids, experts)
             return (
@@ -572,9 +572,16 @@ def nvfp4_quantize_case(rows, cols, device="cpu", block_2d=False):
     )
 
 
+_NVFP4_MM_PEERS = {
+    "bf16": "torch bf16 matmul",
+    "fp8": "fp8 _scaled_mm",
+    "portable": "our mma.sync kernel (NEMOCORE_WGMMA=0)",
+}
+
+
 def nvfp4_mm_case(m, n, k, device="cuda", mode="w4a4", peer="bf16"):
-    """nvfp4_mm (W4A4 emulation or weight-only W4A16) vs a bf16 matmul or an FP8 _scaled_mm
-    of the same shape."""
+    """nvfp4_mm (W4A4 emulation or weight-only W4A16) vs a bf16 matmul, an FP8 _scaled_mm of
+    the same shape, or our portable mma.sync kernel (peer "portable": the Hopper kernel off)."""
 
     def setup():
         from nemocore import quant
@@ -587,6 +594,8 @@ def nvfp4_mm_case(m, n, k, device="cuda", mode="w4a4", peer="bf16"):
         if peer == "fp8":
             fa, fb = quant.fp8_quantize(a), quant.fp8_quantize(b)
             theirs = lambda: quant.fp8_mm(fa, fb, torch.bfloat16)  # noqa: E731
+        elif peer == "portable":
+            theirs = lambda: _portable(quant.nvfp4_mm, qa, qb, torch.bfloat16)  # noqa: E731
         else:
             theirs = lambda: a @ b.T  # noqa: E731
         return (lambda: quant.nvfp4_mm(qa, qb, torch.bfloat16), theirs)
@@ -595,7 +604,7 @@ def nvfp4_mm_case(m, n, k, device="cuda", mode="w4a4", peer="bf16"):
         f"nvfp4_mm_{mode}",
         f"M{m} N{n} K{k}",
         device,
-        "torch bf16 matmul" if peer == "bf16" else "fp8 _scaled_mm",
+        _NVFP4_MM_PEERS[peer],
         setup,
         flops=2 * m * n * k,
     )
@@ -619,6 +628,7 @@ if _cuda_quant_built():
             for mode in ("w4a4", "w4a16")
             for peer in ("bf16", "fp8")
         ),
+        nvfp4_mm_case(4096, 8192, 8192, "cuda", "w4a16", "portable"),
     ]
 
 

@@ -5,6 +5,8 @@
 // wgmma_wait that retires theirs (reading shared memory and updating the accumulators then).
 // So a kernel that reads a tile before waiting for its copies, reads accumulators before
 // waiting for the MMA, or overwrites a tile an MMA in flight still reads, gets wrong numbers.
+// With EMU_EAGER_COPIES=1 the copies instead run as early as the hardware may, when issued, so
+// a copy that refills a stage an MMA in flight still reads shows up too.
 // The MMA reads its operands through the 128-byte swizzle of the real header's descriptors
 // (start address, 8-row atoms 1024 bytes apart, chunk bits XOR row bits of the final
 // address), so a kernel that stores its tiles in another layout gets wrong products too.
@@ -12,10 +14,12 @@
 // fp16) at the start of every block, so reading a byte nobody wrote shows up.
 #pragma once
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <map>
 #include <stdexcept>
+#include <string>
 #include <tuple>
 #include <type_traits>
 #include <vector>
@@ -41,6 +45,7 @@ inline EmuAsyncThread emu_async[1024];
 inline int64_t emu_smem_block = -1;
 inline std::map<std::tuple<int64_t, int, int64_t>, std::pair<const void*, const void*>> emu_wg_ops;
 inline int64_t emu_wgmma_calls = 0, emu_cp_async_calls = 0;
+inline const bool emu_eager_copies = std::getenv("EMU_EAGER_COPIES") != nullptr;
 
 inline int emu_tid() { return threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z); }
 inline int64_t emu_block_serial() { return emu_launches * (int64_t(1) << 32) + blockIdx.x; }
@@ -66,20 +71,35 @@ inline bool emu_in_smem(const void* p, size_t bytes) {
   return c >= emu_smem && c + bytes <= emu_smem + sizeof emu_smem;
 }
 
-inline void cp_async_16(void* dst, const void* src, bool valid) {
-  if (!emu_in_smem(dst, 16) || reinterpret_cast<uintptr_t>(dst) % 16 != 0)
-    throw std::runtime_error("cp_async_16: destination not a 16-byte aligned shared address");
-  if (valid && reinterpret_cast<uintptr_t>(src) % 16 != 0)
-    throw std::runtime_error("cp_async_16: misaligned global source");
+// Queues a copy in the thread's open group, or runs it now in the eager mode.
+inline void emu_copy(std::function<void()> copy) {
+  if (emu_eager_copies) {
+    copy();
+  } else {
+    emu_thread().open_copies.push_back(std::move(copy));
+  }
+}
+
+// cp.async of `bytes` (16 or 4): both addresses aligned to it, the destination in shared memory.
+inline void emu_cp_async(void* dst, const void* src, bool valid, size_t bytes) {
+  const std::string name = "cp_async_" + std::to_string(bytes);
+  if (!emu_in_smem(dst, bytes) || reinterpret_cast<uintptr_t>(dst) % bytes != 0)
+    throw std::runtime_error(name + ": destination not an aligned shared address");
+  if (valid && reinterpret_cast<uintptr_t>(src) % bytes != 0)
+    throw std::runtime_error(name + ": misaligned global source");
   ++emu_cp_async_calls;
-  emu_thread().open_copies.push_back([dst, src, valid] {
+  emu_copy([dst, src, valid, bytes] {
     if (valid) {
-      std::memcpy(dst, src, 16);
+      std::memcpy(dst, src, bytes);
     } else {
-      std::memset(dst, 0, 16);
+      std::memset(dst, 0, bytes);
     }
   });
 }
+inline void cp_async_16(void* dst, const void* src, bool valid) {
+  emu_cp_async(dst, src, valid, 16);
+}
+inline void cp_async_4(void* dst, const void* src, bool valid) { emu_cp_async(dst, src, valid, 4); }
 
 inline void cp_async_commit() {
   EmuAsyncThread& t = emu_thread();
@@ -124,8 +144,8 @@ constexpr bool kHasWgmma = std::is_same_v<T, __nv_bfloat16> || std::is_same_v<T,
 // Element (row, k) of a K-major 128-byte-swizzled operand whose descriptor starts at `start`.
 template <typename T>
 float emu_operand(const void* start, int row, int k) {
-  const uintptr_t logical = reinterpret_cast<uintptr_t>(start) + (row / 8) * 1024 +
-                            (row % 8) * 128 + k * sizeof(T);
+  const uintptr_t logical =
+      reinterpret_cast<uintptr_t>(start) + (row / 8) * 1024 + (row % 8) * 128 + k * sizeof(T);
   const uintptr_t physical = logical ^ (((logical >> 7) & 7) << 4);
   T v;
   std::memcpy(&v, reinterpret_cast<const void*>(physical), sizeof v);
@@ -138,8 +158,9 @@ void wgmma_m64n128k16(float (&d)[64], const void* a, const void* b) {
   for (const void* p : {a, b}) {
     const uintptr_t addr = reinterpret_cast<uintptr_t>(p);
     if (addr % 16 != 0 || addr % 1024 >= 128 || !emu_in_smem(p, 16))
-      throw std::runtime_error("wgmma: operand start must be a shared address in row 0 of a "
-                               "1024-byte aligned swizzle atom");
+      throw std::runtime_error(
+          "wgmma: operand start must be a shared address in row 0 of a "
+          "1024-byte aligned swizzle atom");
   }
   if (blockDim.x % 128 != 0) throw std::runtime_error("wgmma: block is not whole warpgroups");
   const int tid = emu_tid(), thread = tid % 128;
@@ -154,7 +175,8 @@ void wgmma_m64n128k16(float (&d)[64], const void* a, const void* b) {
     for (int i = 0; i < 64; ++i) {
       const int row = acc_row(thread, i), col = acc_col(thread, i);
       float s = d[i];
-      for (int k = 0; k < 16; ++k) s = std::fma(emu_operand<T>(a, row, k), emu_operand<T>(b, col, k), s);
+      for (int k = 0; k < 16; ++k)
+        s = std::fma(emu_operand<T>(a, row, k), emu_operand<T>(b, col, k), s);
       d[i] = s;
     }
   });
