@@ -80,7 +80,7 @@ void abs_max(const py::handle& x_obj, const py::handle& out_obj, int num_threads
   p.out_bits = static_cast<uint32_t*>(out.data);
   p.num_threads = num_threads < 1 ? 1 : num_threads;
   p.stream = reinterpret_cast<void*>(stream);
-  launch(x, "nvfp4 abs_max", &cpu::abs_max, nullptr, p);  // CUDA: torch reduces
+  launch(x, "nvfp4 abs_max", &cpu::abs_max, NEMOCORE_QUANT_CUDA(abs_max), p);
 }
 
 void nvfp4_quantize(const py::handle& x_obj, double amax, int compat, bool block_2d,
@@ -112,7 +112,7 @@ void nvfp4_quantize(const py::handle& x_obj, double amax, int compat, bool block
   p.qdata = static_cast<uint8_t*>(q.data), p.scales = static_cast<uint8_t*>(s.data);
   p.tensor_scale = static_cast<float*>(ts.data);
   if (const auto bits = optional_view_of(amax_bits_obj, "amax_bits")) {  // CPU: amax found here
-    check(!x.is_cuda, "amax_bits: CPU only; on CUDA pass amax from torch's reduction");
+    check(!x.is_cuda, "amax_bits: CPU only; on CUDA pass amax from abs_max");
     check(bits->dim() == 1 && bits->size(0) == 1 && bits->dtype == DType::kInt32,
           "amax_bits: expected (1,) int32, got " + bits->describe());
     check_same_device(*bits, "amax_bits", x, "x");
@@ -191,7 +191,9 @@ void nvfp4_mm(const py::handle& a_q, const py::handle& a_s, const py::handle& a_
 
 void register_quant(py::module_& m) {
   m.def("abs_max", &abs_max, py::arg("x"), py::arg("out"), py::arg("num_threads"),
-        py::arg("stream"), "max |x| of a (rows, cols) float tensor as int32 bits into out.");
+        py::arg("stream"),
+        "max |x| of a (rows, cols) float tensor as int32 bits into out (CUDA: maxed into "
+        "it, so pass zeros).");
   m.def("nvfp4_quantize", &nvfp4_quantize, py::arg("x"), py::arg("amax"), py::arg("compat"),
         py::arg("block_2d"), py::arg("rand"), py::arg("qdata"), py::arg("scales"),
         py::arg("tensor_scale"), py::arg("num_threads"), py::arg("stream"),

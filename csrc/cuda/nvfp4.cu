@@ -1,8 +1,13 @@
 // NVFP4 on CUDA (kernels.md 4.3-4.5, 4.10): quantize, dequantize, and the dequantizing GEMM.
 //
+// abs_max:    max |x| as float bit patterns (inf and NaN above every finite value), 16-byte
+//             loads, a block reduction and one atomicMax per block into the caller's zeroed
+//             word: the input is read once, where torch's x.abs().amax() writes and rereads a
+//             temporary.
 // quantize:   one thread per 16-element block (1D) or per 16x16 tile column of a 16-row group
-//             (2D); the amax comes from the caller (torch's reduction, which also checks that
-//             the input is finite). Arithmetic in nvfp4_common.cuh, bit-equal to the CPU.
+//             (2D), reading its block once with 16-byte loads (rows 16-byte aligned) into
+//             registers for both the block amax and the codes; the tensor amax comes from the
+//             caller (abs_max above). Arithmetic in nvfp4_common.cuh, bit-equal to the CPU.
 // dequantize: one thread per 16-element block.
 // nvfp4_mm:   out (M, N) = alpha * A (M, Kp) @ B (N, Kp)^T with B NVFP4 and A NVFP4 (W4A4
 //             emulation) or bf16 (W4A16). A 64 x 64 output tile per block of 4 warps; the main
@@ -13,6 +18,7 @@
 //             the epilogue: alpha = tensor_scale_a * tensor_scale_b (tensor_scale_b alone for
 //             bf16 A). Equal to the exact FP4 GEMM up to fp32 accumulation order. On Hopper
 //             nvfp4_mm_sm90.cu takes over (wgmma, a cp.async ring) when Kp % 64 == 0.
+#include <algorithm>
 #include <cstdint>
 #include <stdexcept>
 #include <type_traits>
@@ -44,55 +50,127 @@ __device__ __forceinline__ float load_f32(const T* p) {
   }
 }
 
+// |v| as float bits: ordered like the magnitudes, inf and NaN above every finite value.
+__device__ __forceinline__ uint32_t magnitude_bits(float v) {
+  return nvfp4::bits_of(v) & 0x7fffffffu;
+}
+__device__ __forceinline__ uint32_t umax(uint32_t a, uint32_t b) { return a > b ? a : b; }
+
+// 16-byte loads are possible: every row starts 16-byte aligned (then so does every block).
 template <typename T>
-__device__ void quantize_one_block(const Nvfp4QuantizeParams& p, const nvfp4::GlobalScales& g,
-                                   int64_t r, int64_t kb, float enc) {
-  const T* row = static_cast<const T*>(p.x) + r * p.row_stride;
-  const int64_t nb = (p.cols + 15) / 16;
-  const float* rand = p.rand ? p.rand + r * nb * 16 + kb * 16 : nullptr;
-  uint32_t words[2] = {0u, 0u};
-  for (int i = 0; i < 16; ++i) {
-    const int64_t c = kb * 16 + i;
-    const float x = c < p.cols ? load_f32(row + c) : 0.f;
-    const uint32_t code = nvfp4::e2m1_code(x, enc, rand ? rand[i] : 0.f, rand != nullptr, g.compat);
-    words[i / 8] |= code << (4 * (i % 8));
-  }
-  uint32_t* q = reinterpret_cast<uint32_t*>(p.qdata + r * nb * 8 + kb * 8);
-  q[0] = words[0], q[1] = words[1];
+bool rows_aligned16(const void* x, int64_t row_stride) {
+  return reinterpret_cast<uintptr_t>(x) % 16 == 0 && (row_stride * sizeof(T)) % 16 == 0;
 }
 
+// Block kb of `row` as 16 floats (zeros past `cols`): whole blocks of aligned rows with 16-byte
+// loads, the others element by element.
 template <typename T>
-__device__ float block_amax(const Nvfp4QuantizeParams& p, int64_t r, int64_t kb) {
-  const T* row = static_cast<const T*>(p.x) + r * p.row_stride;
-  float m = 0.f;
-  for (int i = 0; i < 16; ++i) {
-    const int64_t c = kb * 16 + i;
-    const float a = c < p.cols ? fabsf(load_f32(row + c)) : 0.f;
-    m = a > m ? a : m;
+__device__ __forceinline__ void load_block(const T* row, int64_t kb, int64_t cols, bool vec,
+                                           float (&v)[16]) {
+  const T* src = row + kb * 16;
+  if (vec && (kb + 1) * 16 <= cols) {
+    constexpr int kLoads = 16 * sizeof(T) / 16;
+    uint4 w[kLoads];
+#pragma unroll
+    for (int i = 0; i < kLoads; ++i) w[i] = reinterpret_cast<const uint4*>(src)[i];
+    T e[16];
+    memcpy(e, w, sizeof e);
+#pragma unroll
+    for (int i = 0; i < 16; ++i) v[i] = load_f32(&e[i]);
+    return;
   }
+  for (int i = 0; i < 16; ++i) v[i] = kb * 16 + i < cols ? load_f32(src + i) : 0.f;
+}
+
+__device__ __forceinline__ float block_amax(const float (&v)[16]) {
+  float m = 0.f;
+#pragma unroll
+  for (int i = 0; i < 16; ++i) m = fmaxf(m, fabsf(v[i]));
   return m;
 }
 
-// Thread i: block (i / nb, i % nb) for 1D; tile column i % nb of row group i / nb for 2D.
+// Codes of one block (with its uniforms under stochastic rounding) -> 8 bytes at q.
+__device__ __forceinline__ void store_codes(const float (&v)[16], float enc, const float* rand,
+                                            int compat, uint8_t* q) {
+  uint32_t words[2] = {0u, 0u};
+#pragma unroll
+  for (int i = 0; i < 16; ++i) {
+    const uint32_t code =
+        nvfp4::e2m1_code(v[i], enc, rand ? rand[i] : 0.f, rand != nullptr, compat);
+    words[i / 8] |= code << (4 * (i % 8));
+  }
+  uint32_t* out = reinterpret_cast<uint32_t*>(q);
+  out[0] = words[0], out[1] = words[1];
+}
+
+// Thread i: block (i / nb, i % nb) for 1D; tile column i % nb of row group i / nb for 2D (its
+// 16 rows' blocks are read twice: for the tile amax, then for the codes, the second time from
+// cache).
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
-    nvfp4_quantize_kernel(const Nvfp4QuantizeParams p, const nvfp4::GlobalScales g, int64_t items) {
+    nvfp4_quantize_kernel(const Nvfp4QuantizeParams p, const nvfp4::GlobalScales g, int64_t items,
+                          bool vec) {
   const int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   if (i == 0) *p.tensor_scale = g.tensor_scale;  // device memory: written by the kernel
   if (i >= items) return;
+  const T* x = static_cast<const T*>(p.x);
   const int64_t nb = (p.cols + 15) / 16, kb = i % nb;
-  const int64_t r0 = p.block_2d ? (i / nb) * 16 : i / nb;
-  const int64_t r1 = p.block_2d ? (r0 + 16 < p.rows ? r0 + 16 : p.rows) : r0 + 1;
+  auto rand_of = [&](int64_t r) { return p.rand ? p.rand + r * nb * 16 + kb * 16 : nullptr; };
+  float v[16];
+  float enc;
+  if (!p.block_2d) {
+    const int64_t r = i / nb;
+    load_block(x + r * p.row_stride, kb, p.cols, vec, v);
+    p.scales[r * nb + kb] = nvfp4::block_scale(g, block_amax(v), enc);
+    store_codes(v, enc, rand_of(r), g.compat, p.qdata + r * nb * 8 + kb * 8);
+    return;
+  }
+  const int64_t r0 = (i / nb) * 16, r1 = r0 + 16 < p.rows ? r0 + 16 : p.rows;
   float amax = 0.f;
   for (int64_t r = r0; r < r1; ++r) {
-    const float a = block_amax<T>(p, r, kb);
-    amax = a > amax ? a : amax;
+    load_block(x + r * p.row_stride, kb, p.cols, vec, v);
+    amax = fmaxf(amax, block_amax(v));
   }
-  float enc;
   const uint8_t s = nvfp4::block_scale(g, amax, enc);
   for (int64_t r = r0; r < r1; ++r) {
+    load_block(x + r * p.row_stride, kb, p.cols, vec, v);
     p.scales[r * nb + kb] = s;
-    quantize_one_block<T>(p, g, r, kb, enc);
+    store_codes(v, enc, rand_of(r), g.compat, p.qdata + r * nb * 8 + kb * 8);
+  }
+}
+
+constexpr int kAbsMaxThreads = 256, kAbsMaxBlocks = 2048;
+
+// Grid-stride over the tensor (`threads` = the grid's threads): 16-byte vectors when it is one
+// aligned contiguous run (`flat`), elements otherwise; then the block's max, one atomicMax.
+template <typename T>
+__global__ void __launch_bounds__(kAbsMaxThreads)
+    abs_max_kernel(const AbsMaxParams p, int64_t threads, bool flat) {
+  const T* x = static_cast<const T*>(p.x);
+  const int64_t n = p.rows * p.cols, tid = int64_t(blockIdx.x) * kAbsMaxThreads + threadIdx.x;
+  uint32_t m = 0;
+  if (flat) {
+    constexpr int kVec = 16 / sizeof(T);
+    for (int64_t w = tid; w < n / kVec; w += threads) {
+      const uint4 word = reinterpret_cast<const uint4*>(x)[w];
+      T e[kVec];
+      memcpy(e, &word, sizeof e);
+#pragma unroll
+      for (int j = 0; j < kVec; ++j) m = umax(m, magnitude_bits(load_f32(&e[j])));
+    }
+    for (int64_t j = n / kVec * kVec + tid; j < n; j += threads)
+      m = umax(m, magnitude_bits(load_f32(x + j)));
+  } else {
+    for (int64_t j = tid; j < n; j += threads)
+      m = umax(m, magnitude_bits(load_f32(x + (j / p.cols) * p.row_stride + j % p.cols)));
+  }
+  for (int d = 16; d > 0; d /= 2) m = umax(m, __shfl_down_sync(0xffffffffu, m, d));
+  __shared__ uint32_t warp_max[kAbsMaxThreads / 32];
+  if (threadIdx.x % 32 == 0) warp_max[threadIdx.x / 32] = m;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int w = 1; w < kAbsMaxThreads / 32; ++w) m = umax(m, warp_max[w]);
+    atomicMax(p.out_bits, m);
   }
 }
 
@@ -196,7 +274,20 @@ void launch_quantize(const Nvfp4QuantizeParams& p, const nvfp4::GlobalScales& g)
   const int64_t items = (p.block_2d ? (p.rows + 15) / 16 : p.rows) * nb;
   launch_kernel("nvfp4_quantize", nvfp4_quantize_kernel<T>,
                 grid_blocks((items + kThreads - 1) / kThreads, "nvfp4_quantize"), dim3(kThreads),
-                static_cast<cudaStream_t>(p.stream), p, g, items);
+                static_cast<cudaStream_t>(p.stream), p, g, items,
+                rows_aligned16<T>(p.x, p.row_stride));
+}
+
+template <typename T>
+void launch_abs_max(const AbsMaxParams& p) {
+  const int64_t n = p.rows * p.cols;
+  const bool flat =
+      (p.rows == 1 || p.row_stride == p.cols) && reinterpret_cast<uintptr_t>(p.x) % 16 == 0;
+  const int64_t per_block = int64_t(kAbsMaxThreads) * (flat ? 16 / int64_t(sizeof(T)) : 1);
+  const int64_t blocks = std::min<int64_t>((n + per_block - 1) / per_block, kAbsMaxBlocks);
+  launch_kernel("nvfp4 abs_max", abs_max_kernel<T>, grid_blocks(blocks, "nvfp4 abs_max"),
+                dim3(kAbsMaxThreads), static_cast<cudaStream_t>(p.stream), p,
+                blocks * kAbsMaxThreads, flat);
 }
 
 template <typename T>
@@ -210,6 +301,17 @@ void launch_dequantize(const Nvfp4DequantizeParams& p) {
 }  // namespace
 
 // ---- dispatch -------------------------------------------------------------------------------
+
+// p.out_bits must hold 0 (or a partial maximum to fold in): blocks atomically max into it.
+void abs_max(const AbsMaxParams& p) {
+  if (p.rows == 0 || p.cols == 0) return;
+  switch (p.dtype) {
+    case DType::kFloat32: return launch_abs_max<float>(p);
+    case DType::kBFloat16: return launch_abs_max<__nv_bfloat16>(p);
+    case DType::kFloat16: return launch_abs_max<__half>(p);
+    default: throw std::invalid_argument("abs_max: x must be float32, bfloat16 or float16");
+  }
+}
 
 // The per-tensor constants are derived on the host from p.amax (the caller's reduction); the
 // kernel writes tensor_scale (device memory).

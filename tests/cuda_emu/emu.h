@@ -1,7 +1,7 @@
 // Host emulation of the few CUDA features the conv1d kernels use, so their real source runs on
 // a CPU in tests: blocks run one at a time, each CUDA thread is a ucontext coroutine,
 // __syncthreads is a real barrier (a thread that exits while others wait aborts the run),
-// warp shuffles go through a buffer, atomics are plain adds. EMU_REVERSE=1 schedules threads
+// warp shuffles go through a buffer, atomics are plain adds and maxes. EMU_REVERSE=1 schedules threads
 // in reverse order, to shake out order dependences.
 #pragma once
 #include <cuda_bf16.h>
@@ -103,6 +103,12 @@ template <typename A>
 A atomicAdd(A* p, A v) {
   const A old = *p;
   *p = old + v;
+  return old;
+}
+template <typename A>
+A atomicMax(A* p, A v) {
+  const A old = *p;
+  *p = old < v ? v : old;
   return old;
 }
 

@@ -121,6 +121,37 @@ static void quantize_case(int64_t rows, int64_t cols, DType dtype, Nvfp4Compat c
   }
 }
 
+// abs_max: the CUDA kernel (16-byte vectors for one aligned contiguous run, elements for
+// strided rows or a misaligned start) against the CPU one, with an inf or NaN placed anywhere.
+static void abs_max_case(int64_t rows, int64_t cols, int64_t stride, int64_t offset, DType dtype,
+                         float poison) {
+  ++cases;
+  std::vector<float> xf = sample(rows, stride);
+  if (poison != 0.f) xf[(rng() % rows) * stride + rng() % cols] = poison;
+  std::vector<uint16_t> x16(xf.size() + 8);
+  for (size_t i = 0; i < xf.size(); ++i) x16[i + offset] = to_bits(xf[i], dtype);
+  std::vector<float> xf_off(xf.size() + 8);
+  std::copy(xf.begin(), xf.end(), xf_off.begin() + offset);
+  nemocore::AbsMaxParams p;
+  p.x = dtype == DType::kFloat32 ? static_cast<const void*>(xf_off.data() + offset)
+                                 : x16.data() + offset;
+  p.dtype = dtype, p.rows = rows, p.cols = cols, p.row_stride = stride;
+  uint32_t cpu = 0xdead, gpu = 0;
+  p.out_bits = &cpu;
+  nemocore::cpu::base::abs_max(p);
+  p.out_bits = &gpu;
+  nemocore::cuda::abs_max(p);
+  // NaN payloads may differ (fp16 -> float widens them): compare "not finite" as a class
+  const bool same = cpu == gpu || (cpu >= 0x7f800000u && gpu >= 0x7f800000u &&
+                                   (cpu == 0x7f800000u) == (gpu == 0x7f800000u));
+  if (!same) {
+    fail("abs_max " + std::to_string(rows) + "x" + std::to_string(cols) + " stride " +
+         std::to_string(stride) + " offset " + std::to_string(offset) + " dtype " +
+         std::to_string(int(dtype)) + ": cpu " + std::to_string(cpu) + " cuda " +
+         std::to_string(gpu));
+  }
+}
+
 // A random NVFP4 operand (rows, kp): any codes (both signs, -0 included), scale bytes mostly
 // near 1 and now and then 0, subnormal or 448.
 static Quantized random_operand(int64_t rows, int64_t kp) {
@@ -231,6 +262,13 @@ int main(int argc, char** argv) {
         for (bool b2 : {false, true})
           for (bool sr : {false, true})
             if (!quick || t != DType::kFloat16 || !sr) quantize_case(rows, cols, t, c, b2, sr);
+  // (rows, cols, row stride, element offset of the start)
+  const int64_t abs_shapes[][4] = {{1, 1, 1, 0},      {3, 17, 17, 0},    {64, 64, 64, 0},
+                                   {33, 100, 100, 1}, {40, 300, 320, 0}, {700, 96, 96, 0}};
+  for (auto [rows, cols, stride, offset] : abs_shapes)
+    for (DType t : {DType::kFloat32, DType::kBFloat16, DType::kFloat16})
+      for (float poison : {0.f, INFINITY, -INFINITY, NAN})
+        abs_max_case(rows, cols, stride, offset, t, poison);
   const int64_t mms[][3] = {{1, 1, 16}, {5, 70, 48}, {64, 64, 64}, {130, 9, 32}};
   for (auto [m, n, kp] : mms)
     for (bool w4a16 : {false, true}) mm_case(m, n, kp, w4a16, DType::kFloat32, false);

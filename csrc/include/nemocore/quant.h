@@ -90,8 +90,10 @@ void nvfp4_dequantize(const Nvfp4DequantizeParams& p);
 }  // namespace cpu
 
 namespace cuda {
-// Built when CMake defines NEMOCORE_WITH_CUDA_QUANT (csrc/cuda/nvfp4.cu). On CUDA the amax
-// comes from torch's reduction (abs_max is CPU only).
+// Built when CMake defines NEMOCORE_WITH_CUDA_QUANT (csrc/cuda/nvfp4.cu). The CUDA abs_max
+// maxes into *out_bits atomically (the caller zeroes it); nvfp4_quantize takes p.amax from it
+// and has no amax_bits form.
+void abs_max(const AbsMaxParams& p);
 void nvfp4_quantize(const Nvfp4QuantizeParams& p);
 void nvfp4_dequantize(const Nvfp4DequantizeParams& p);
 void nvfp4_mm(const Nvfp4MmParams& p);

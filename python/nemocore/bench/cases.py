@@ -579,6 +579,21 @@ _NVFP4_MM_PEERS = {
 }
 
 
+def nvfp4_abs_max_case(rows, cols, device="cuda"):
+    """The tensor amax that quantize needs first (one read of x) vs torch's x.abs().amax()."""
+
+    def setup():
+        from nemocore.quant import nvfp4
+
+        x = torch.randn(rows, cols, dtype=torch.bfloat16, device=device)
+        return (lambda: nvfp4.abs_max(x), lambda: x.abs().amax())
+
+    return BenchCase(
+        "nvfp4_abs_max", f"{rows}x{cols} bf16", device, "torch x.abs().amax()", setup,
+        bytes_moved=2 * rows * cols,
+    )  # fmt: skip
+
+
 def nvfp4_mm_case(m, n, k, device="cuda", mode="w4a4", peer="bf16"):
     """nvfp4_mm (W4A4 emulation or weight-only W4A16) vs a bf16 matmul, an FP8 _scaled_mm of
     the same shape, or our portable mma.sync kernel (peer "portable": the Hopper kernel off)."""
@@ -622,6 +637,7 @@ if _cuda_quant_built():
     GPU_CASES += [
         nvfp4_quantize_case(8192, 8192, "cuda"),
         nvfp4_quantize_case(8192, 8192, "cuda", block_2d=True),
+        nvfp4_abs_max_case(8192, 8192),
         *(
             nvfp4_mm_case(m, 8192, 8192, "cuda", mode, peer)
             for m in (16, 4096)

@@ -15,6 +15,7 @@ Letters: M rows (all leading dims), K the last dim, Kp = K rounded up to 16, N G
 from __future__ import annotations
 
 import functools
+import struct
 
 import torch
 from torch import Tensor
@@ -50,20 +51,18 @@ def _check_input(x: Tensor, compat: str, stochastic_rounding: bool, generator) -
         raise ValueError("generator: only used with stochastic_rounding=True")
 
 
-def abs_max(x2: Tensor) -> Tensor:
-    """() float32 max |x| of x2: (M, K) float32/bf16/fp16 with a contiguous last dim; raises
-    ValueError on inf or NaN (found in the same pass)."""
-    if x2.device.type != "cpu":  # CUDA: torch's reduction (one host sync for the check)
-        amax = x2.abs().amax().to(torch.float32)
-        if not bool(torch.isfinite(amax)):
-            ref.check_finite(x2)
-        return amax
+def abs_max(x2: Tensor) -> tuple[Tensor, float]:
+    """Max |x| of x2: (M, K) float32/bf16/fp16 with a contiguous last dim, as a () float32
+    tensor on x2's device and as a Python float; raises ValueError on inf or NaN (found in the
+    same pass). One read of x2 on either device (on CUDA the kernel maxes into the zeroed
+    word); the finiteness check costs one host sync, which also brings the float."""
     bits = torch.zeros(1, dtype=torch.int32, device=x2.device)
     threads, stream = _native.launch_args(x2.device)
     _native.kernels().abs_max(x2, bits, threads, stream)
-    if int(bits.item()) >= 0x7F800000:
+    value = int(bits.item())
+    if value >= 0x7F800000:
         ref.check_finite(x2)  # raises with the message that says what to do
-    return bits.view(torch.float32).reshape(())
+    return bits.view(torch.float32).reshape(()), struct.unpack("<f", value.to_bytes(4, "little"))[0]
 
 
 def nvfp4_quantize(
@@ -106,7 +105,7 @@ def nvfp4_quantize(
     # CPU: the kernel finds amax itself, in a first pass that also keeps the block maxima
     fused = x2.device.type == "cpu"
     amax_bits = torch.zeros(1, dtype=torch.int32) if fused else None
-    amax = None if fused else abs_max(x2)
+    amax, amax_value = (None, 0.0) if fused else abs_max(x2)
     nb = -(-k // 16)
     rand = None
     if stochastic_rounding:
@@ -116,7 +115,7 @@ def nvfp4_quantize(
     tensor_scale = torch.zeros((), dtype=torch.float32, device=x.device)
     threads, stream = _native.launch_args(x.device)
     _native.kernels().nvfp4_quantize(
-        x2, 0.0 if fused else float(amax), _COMPAT_CODES[compat], block_2d, rand, qdata,
+        x2, amax_value, _COMPAT_CODES[compat], block_2d, rand, qdata,
         scales, tensor_scale, threads, stream, amax_bits,
     )  # fmt: skip
     if fused:
@@ -162,7 +161,9 @@ def nvfp4_mm(
     Operands that carry the same Hadamard rotation are multiplied in the rotated basis (the
     rotation cancels); otherwise each is un-rotated first. CPU: dequantize to fp32 and run an
     fp32 GEMM. CUDA (with kernels): dequantize tiles to bf16 in the GEMM's main loop, tensor
-    cores multiply, fp32 accumulation, tensor scales in the epilogue.
+    cores multiply, fp32 accumulation, tensor scales in the epilogue; on Hopper with K padded
+    to a multiple of 64, wgmma on 128 x 128 tiles fed by a cp.async ring
+    (csrc/cuda/nvfp4_mm_sm90.cu; ``NEMOCORE_WGMMA=0`` selects the portable mma.sync kernel).
     """
     if not isinstance(b, NVFP4Tensor):
         raise TypeError(f"b: expected an NVFP4Tensor, got {type(b).__name__}")
@@ -184,7 +185,7 @@ _MM_OUT_DTYPES = (torch.float32, torch.bfloat16)
 
 
 def _nvfp4_mm_cuda(a: NVFP4Tensor | Tensor, b: NVFP4Tensor, out_dtype: torch.dtype) -> Tensor:
-    """The CUDA kernel: dequantize-in-the-main-loop GEMM on bf16 tensor cores."""
+    """The CUDA kernels: dequantize-in-the-main-loop GEMMs on bf16 tensor cores."""
     if b.hadamard_signs is not None or (
         isinstance(a, NVFP4Tensor) and a.hadamard_signs is not None
     ):
@@ -200,6 +201,9 @@ def _nvfp4_mm_cuda(a: NVFP4Tensor | Tensor, b: NVFP4Tensor, out_dtype: torch.dty
         k.nvfp4_mm(a.qdata, a.scales, a.tensor_scale, None, b.qdata, b.scales, b.tensor_scale,
                    out, stream)  # fmt: skip
     else:
-        a16 = torch.nn.functional.pad(a.to(torch.bfloat16), (0, kp - a.shape[1])).contiguous()
+        a16 = a.to(torch.bfloat16)
+        if kp != a.shape[1]:  # zeros to the whole last block (no copy when K is already whole)
+            a16 = torch.nn.functional.pad(a16, (0, kp - a.shape[1]))
+        a16 = a16.contiguous()
         k.nvfp4_mm(None, None, None, a16, b.qdata, b.scales, b.tensor_scale, out, stream)
     return out
