@@ -93,11 +93,16 @@ __device__ __forceinline__ float block_amax(const float (&v)[16]) {
 __device__ __forceinline__ void store_codes(const float (&v)[16], float enc, const float* rand,
                                             int compat, uint8_t* q) {
   uint32_t words[2] = {0u, 0u};
+  if (rand == nullptr && enc <= FLT_MAX) {  // RNE, the common case: the short form
 #pragma unroll
-  for (int i = 0; i < 16; ++i) {
-    const uint32_t code =
-        nvfp4::e2m1_code(v[i], enc, rand ? rand[i] : 0.f, rand != nullptr, compat);
-    words[i / 8] |= code << (4 * (i % 8));
+    for (int i = 0; i < 16; ++i)
+      words[i / 8] |= uint32_t(nvfp4::e2m1_code_rne(v[i], enc, compat)) << (4 * (i % 8));
+  } else {
+    for (int i = 0; i < 16; ++i) {
+      const uint32_t code =
+          nvfp4::e2m1_code(v[i], enc, rand ? rand[i] : 0.f, rand != nullptr, compat);
+      words[i / 8] |= code << (4 * (i % 8));
+    }
   }
   uint32_t* out = reinterpret_cast<uint32_t*>(q);
   out[0] = words[0], out[1] = words[1];

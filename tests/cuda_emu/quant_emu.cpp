@@ -152,6 +152,32 @@ static void abs_max_case(int64_t rows, int64_t cols, int64_t stride, int64_t off
   }
 }
 
+// The short RNE form (e2m1_code_rne) against e2m1_code: every bf16 input (ties to even
+// included: x * 1 hits every E2M1 midpoint) times multipliers from 2^-20 to 2^20, both
+// conventions; NaN input only through 0 * inf, which the kernels keep off the short form.
+static void e2m1_rne_case() {
+  ++cases;
+  namespace fp4 = nemocore::cuda::nvfp4;
+  std::vector<float> encs = {1.f, 0.5f, 2.f, 0x1p-20f, 0x1p20f, 3.f, 1.f / 3.f, 0.f};
+  for (int i = 0; i < 40; ++i)
+    encs.push_back(std::ldexp(1.f + float(rng() % 1000) / 1000.f, int(rng() % 41) - 20));
+  for (float enc : encs) {
+    for (uint32_t u = 0; u < 0x10000; ++u) {
+      const float x = fp4::float_of(u << 16);
+      if (std::isnan(x)) continue;
+      for (int compat : {0, 1}) {
+        const uint8_t want = fp4::e2m1_code(x, enc, 0.f, false, compat);
+        const uint8_t got = fp4::e2m1_code_rne(x, enc, compat);
+        if (got != want) {
+          return fail("e2m1_code_rne(" + std::to_string(x) + ", " + std::to_string(enc) +
+                      ", compat " + std::to_string(compat) + "): got " + std::to_string(got) +
+                      " want " + std::to_string(want));
+        }
+      }
+    }
+  }
+}
+
 // A random NVFP4 operand (rows, kp): any codes (both signs, -0 included), scale bytes mostly
 // near 1 and now and then 0, subnormal or 448.
 static Quantized random_operand(int64_t rows, int64_t kp) {
@@ -262,6 +288,7 @@ int main(int argc, char** argv) {
         for (bool b2 : {false, true})
           for (bool sr : {false, true})
             if (!quick || t != DType::kFloat16 || !sr) quantize_case(rows, cols, t, c, b2, sr);
+  e2m1_rne_case();
   // (rows, cols, row stride, element offset of the start)
   const int64_t abs_shapes[][4] = {{1, 1, 1, 0},      {3, 17, 17, 0},    {64, 64, 64, 0},
                                    {33, 100, 100, 1}, {40, 300, 320, 0}, {700, 96, 96, 0}};
