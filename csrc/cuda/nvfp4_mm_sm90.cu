@@ -153,6 +153,7 @@ __global__ void __launch_bounds__(kThreads90)
     __syncthreads();
 
     const unsigned char* a_tile = kA4 ? buffer + kBf16Tile : raw;
+    sm90::fence_accumulators(acc);
     sm90::wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < kBK / 16; ++kk) {
@@ -161,8 +162,10 @@ __global__ void __launch_bounds__(kThreads90)
     }
     sm90::wgmma_commit();
     sm90::wgmma_wait<1>();  // the MMAs of slice s - 1 are done; those of s run on
+    sm90::fence_accumulators(acc);
   }
   sm90::wgmma_wait<0>();
+  sm90::fence_accumulators(acc);
 
   const float alpha = (kA4 ? *p.a_tensor_scale : 1.f) * *p.b_tensor_scale;
   O* out = static_cast<O*>(p.out);

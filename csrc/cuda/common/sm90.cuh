@@ -86,6 +86,18 @@ __device__ __forceinline__ void fence_proxy_async() {
 #endif
 }
 
+// Pins the accumulators for the compiler (an empty asm that reads and writes each one): with
+// MMAs left in flight across other code, nothing may copy or move these registers meanwhile.
+template <int N>
+__device__ __forceinline__ void fence_accumulators(float (&d)[N]) {
+#ifdef NEMOCORE_SM90A
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
+#else
+  (void)d;
+#endif
+}
+
 __device__ __forceinline__ void wgmma_fence() {
 #ifdef NEMOCORE_SM90A
   asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");

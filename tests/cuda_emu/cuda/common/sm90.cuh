@@ -120,6 +120,8 @@ void cp_async_wait() {
 }
 
 inline void fence_proxy_async() {}
+template <int N>
+void fence_accumulators(float (&)[N]) {}
 inline void wgmma_fence() {}
 
 inline void wgmma_commit() {
