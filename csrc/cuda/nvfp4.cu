@@ -318,8 +318,9 @@ void abs_max(const AbsMaxParams& p) {
   }
 }
 
-// The per-tensor constants are derived on the host from p.amax (the caller's reduction); the
-// kernel writes tensor_scale (device memory).
+// The per-tensor constants are derived on the host from p.amax (abs_max's result, which the
+// caller read back to check that the input is finite); the kernel writes tensor_scale (device
+// memory).
 void nvfp4_quantize(const Nvfp4QuantizeParams& p) {
   const nvfp4::GlobalScales g = nvfp4::global_scales(p.amax, p.compat);
   if (p.rows == 0 || p.cols == 0) throw std::invalid_argument("nvfp4_quantize: empty input");
