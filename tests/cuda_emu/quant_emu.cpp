@@ -301,9 +301,10 @@ int main(int argc, char** argv) {
     for (bool w4a16 : {false, true}) mm_case(m, n, kp, w4a16, DType::kFloat32, false);
   mm_case(33, 20, 80, true, DType::kBFloat16, false);
   sm90_eligibility();
-  // Hopper: one row and column; exact tiles; tails; 7 k slices (the ring has 5 stages)
-  const int64_t sm90_mms[][3] = {
-      {1, 1, 64}, {5, 70, 128}, {128, 128, 64}, {130, 9, 448}, {200, 260, 192}};
+  // Hopper, M <= 64 (64 x 64 tiles, 10 stages): one row and column; column tails; 12 slices.
+  // M > 64 (128 x 128, 5 stages): exact tiles; row and column tails; 7 slices.
+  const int64_t sm90_mms[][3] = {{1, 1, 64},     {5, 70, 128},  {16, 130, 768},
+                                 {128, 128, 64}, {130, 9, 448}, {200, 260, 192}};
   for (auto [m, n, kp] : sm90_mms)
     for (bool w4a16 : {false, true})
       for (DType out : {DType::kFloat32, DType::kBFloat16})

@@ -129,8 +129,8 @@ __device__ __forceinline__ uint64_t smem_desc(const void* p) {
   return desc;
 }
 
-// The accumulator fragment of wgmma m64nNk16 with fp32 D: thread t of the warpgroup (warp
-// w = t / 32, lane l = t % 32) holds d[i] = D[row][col] with j = i / 4, q = i % 4,
+// The accumulator fragment of wgmma m64nNk16 with fp32 D (N / 2 registers): thread t of the
+// warpgroup (warp w = t / 32, lane l = t % 32) holds d[i] = D[row][col] with j = i / 4, q = i % 4,
 //   row = 16 w + l / 4 + 8 (q / 2),  col = 8 j + 2 (l % 4) + q % 2.
 __host__ __device__ __forceinline__ int acc_row(int thread, int i) {
   return 16 * (thread / 32 % 4) + (thread % 32) / 4 + 8 * (i % 4 / 2);
@@ -176,6 +176,45 @@ __device__ __forceinline__ void wgmma_m64n128k16(float (&d)[64], const void* a, 
   (void)d, (void)a, (void)b;
   __trap();  // compiled for a target without wgmma: the host never launches this path there
 #endif
+}
+
+// The same for a 64-column B (64 rows at `b`): d is the first 32 registers of the fragment.
+template <typename T>
+__device__ __forceinline__ void wgmma_m64n64k16(float (&d)[32], const void* a, const void* b) {
+  static_assert(kHasWgmma<T>, "wgmma_m64n64k16: T must be __half or __nv_bfloat16");
+#ifdef NEMOCORE_SM90A
+  const uint64_t da = smem_desc(a), db = smem_desc(b);
+  const int accumulate = 1;
+#define NEMOCORE_WGMMA_ASM(type)                                                                 \
+  asm volatile(                                                                                  \
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                               \
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32." type "." type                                \
+      " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, "            \
+      "%17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, "        \
+      "%33, p, 1, 1, 0, 0;\n}\n"                                                                 \
+      : NEMOCORE_WGMMA_D8(0), NEMOCORE_WGMMA_D8(8), NEMOCORE_WGMMA_D8(16), NEMOCORE_WGMMA_D8(24) \
+      : "l"(da), "l"(db), "r"(accumulate))
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    NEMOCORE_WGMMA_ASM("bf16");
+  } else {
+    NEMOCORE_WGMMA_ASM("f16");
+  }
+#undef NEMOCORE_WGMMA_ASM
+#elif defined(__CUDA_ARCH__)
+  (void)d, (void)a, (void)b;
+  __trap();
+#endif
+}
+
+// wgmma_m64n64k16 or wgmma_m64n128k16 by the accumulator count (N / 2).
+template <typename T, int kRegs>
+__device__ __forceinline__ void wgmma_m64k16(float (&d)[kRegs], const void* a, const void* b) {
+  static_assert(kRegs == 32 || kRegs == 64, "wgmma_m64k16: N must be 64 or 128");
+  if constexpr (kRegs == 32) {
+    wgmma_m64n64k16<T>(d, a, b);
+  } else {
+    wgmma_m64n128k16<T>(d, a, b);
+  }
 }
 
 #undef NEMOCORE_WGMMA_D8

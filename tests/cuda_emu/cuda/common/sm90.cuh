@@ -154,9 +154,11 @@ float emu_operand(const void* start, int row, int k) {
   return static_cast<float>(v);
 }
 
-template <typename T>
-void wgmma_m64n128k16(float (&d)[64], const void* a, const void* b) {
-  static_assert(kHasWgmma<T>, "wgmma_m64n128k16: T must be __half or __nv_bfloat16");
+// wgmma m64nNk16 with N = 2 * kRegs (64 or 128): B has N rows at `b`.
+template <typename T, int kRegs>
+void wgmma_m64k16(float (&d)[kRegs], const void* a, const void* b) {
+  static_assert(kHasWgmma<T>, "wgmma: T must be __half or __nv_bfloat16");
+  static_assert(kRegs == 32 || kRegs == 64, "wgmma: N must be 64 or 128");
   for (const void* p : {a, b}) {
     const uintptr_t addr = reinterpret_cast<uintptr_t>(p);
     if (addr % 16 != 0 || addr % 1024 >= 128 || !emu_in_smem(p, 16))
@@ -174,7 +176,7 @@ void wgmma_m64n128k16(float (&d)[64], const void* a, const void* b) {
     throw std::runtime_error("wgmma: threads of one warpgroup issued different operands");
   if (thread == 0) ++emu_wgmma_calls;
   t.open_mmas.push_back([&d, a, b, thread] {
-    for (int i = 0; i < 64; ++i) {
+    for (int i = 0; i < kRegs; ++i) {
       const int row = acc_row(thread, i), col = acc_col(thread, i);
       float s = d[i];
       for (int k = 0; k < 16; ++k)
@@ -182,6 +184,15 @@ void wgmma_m64n128k16(float (&d)[64], const void* a, const void* b) {
       d[i] = s;
     }
   });
+}
+
+template <typename T>
+void wgmma_m64n128k16(float (&d)[64], const void* a, const void* b) {
+  wgmma_m64k16<T>(d, a, b);
+}
+template <typename T>
+void wgmma_m64n64k16(float (&d)[32], const void* a, const void* b) {
+  wgmma_m64k16<T>(d, a, b);
 }
 
 }  // namespace nemocore::cuda::sm90
