@@ -649,7 +649,7 @@ if _cuda_quant_built():
             for mode in ("w4a4", "w4a16")
             for peer in ("bf16", "fp8")
         ),
-        nvfp4_mm_case(4096, 8192, 8192, "cuda", "w4a16", "portable"),
+        *(nvfp4_mm_case(m, 8192, 8192, "cuda", "w4a16", "portable") for m in (16, 4096)),
     ]
 
 
