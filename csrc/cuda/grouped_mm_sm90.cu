@@ -96,7 +96,7 @@ __global__ void __launch_bounds__(kThreads90)
     sm90::wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < kBK / 16; ++kk)
-      sm90::wgmma_m64n128k16<T>(acc, as + group * 64 * 128 + kk * 32, bs + kk * 32);
+      sm90::wgmma_m64k16<T>(acc, as + group * 64 * 128 + kk * 32, bs + kk * 32);
     sm90::wgmma_commit();
     sm90::wgmma_wait<0>();
   }

@@ -21,8 +21,10 @@
 #include <algorithm>
 #include <cstdint>
 #include <stdexcept>
+#include <string>
 #include <type_traits>
 
+#include "cuda/common/dispatch.cuh"
 #include "cuda/common/launch.cuh"
 #include "cuda/common/mma.cuh"
 #include "cuda/nvfp4_common.cuh"
@@ -307,15 +309,24 @@ void launch_dequantize(const Nvfp4DequantizeParams& p) {
 
 // ---- dispatch -------------------------------------------------------------------------------
 
+// Calls f(TypeTag<T>{}) for the float types the NVFP4 kernels read and write (float32,
+// bfloat16, float16); other dtypes throw std::invalid_argument naming `what`.
+template <typename F>
+void dispatch_nvfp4_dtype(DType dtype, const char* what, F&& f) {
+  switch (dtype) {
+    case DType::kFloat32: return f(TypeTag<float>{});
+    case DType::kBFloat16: return f(TypeTag<__nv_bfloat16>{});
+    case DType::kFloat16: return f(TypeTag<__half>{});
+    default:
+      throw std::invalid_argument(std::string(what) + " must be float32, bfloat16 or float16");
+  }
+}
+
 // p.out_bits must hold 0 (or a partial maximum to fold in): blocks atomically max into it.
 void abs_max(const AbsMaxParams& p) {
   if (p.rows == 0 || p.cols == 0) return;
-  switch (p.dtype) {
-    case DType::kFloat32: return launch_abs_max<float>(p);
-    case DType::kBFloat16: return launch_abs_max<__nv_bfloat16>(p);
-    case DType::kFloat16: return launch_abs_max<__half>(p);
-    default: throw std::invalid_argument("abs_max: x must be float32, bfloat16 or float16");
-  }
+  dispatch_nvfp4_dtype(p.dtype, "abs_max: x",
+                       [&](auto tag) { launch_abs_max<typename decltype(tag)::type>(p); });
 }
 
 // The per-tensor constants are derived on the host from p.amax (abs_max's result, which the
@@ -324,23 +335,14 @@ void abs_max(const AbsMaxParams& p) {
 void nvfp4_quantize(const Nvfp4QuantizeParams& p) {
   const nvfp4::GlobalScales g = nvfp4::global_scales(p.amax, p.compat);
   if (p.rows == 0 || p.cols == 0) throw std::invalid_argument("nvfp4_quantize: empty input");
-  switch (p.dtype) {
-    case DType::kFloat32: return launch_quantize<float>(p, g);
-    case DType::kBFloat16: return launch_quantize<__nv_bfloat16>(p, g);
-    case DType::kFloat16: return launch_quantize<__half>(p, g);
-    default: throw std::invalid_argument("nvfp4_quantize: x must be float32, bfloat16 or float16");
-  }
+  dispatch_nvfp4_dtype(p.dtype, "nvfp4_quantize: x",
+                       [&](auto tag) { launch_quantize<typename decltype(tag)::type>(p, g); });
 }
 
 void nvfp4_dequantize(const Nvfp4DequantizeParams& p) {
   if (p.rows == 0 || p.cols == 0) return;
-  switch (p.out_dtype) {
-    case DType::kFloat32: return launch_dequantize<float>(p);
-    case DType::kBFloat16: return launch_dequantize<__nv_bfloat16>(p);
-    case DType::kFloat16: return launch_dequantize<__half>(p);
-    default:
-      throw std::invalid_argument("nvfp4 dequantize: out must be float32, bfloat16 or float16");
-  }
+  dispatch_nvfp4_dtype(p.out_dtype, "nvfp4 dequantize: out",
+                       [&](auto tag) { launch_dequantize<typename decltype(tag)::type>(p); });
 }
 
 // The Hopper kernel (nvfp4_mm_sm90.cu) where it may run and the operands allow it; the

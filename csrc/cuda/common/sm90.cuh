@@ -146,16 +146,17 @@ constexpr bool kHasWgmma = std::is_same_v<T, __nv_bfloat16> || std::is_same_v<T,
   "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), \
       "+f"(d[i + 6]), "+f"(d[i + 7])
 
-// d (64 x 128, the fragment above) += A (64 x 16) @ B (16 x 128), A a K-major tile at `a` (64
-// rows), B a K-major tile at `b` (128 rows, one per output column). Issued by all 128 threads of
-// a warpgroup; asynchronous until wgmma_commit + wgmma_wait.
-template <typename T>
-__device__ __forceinline__ void wgmma_m64n128k16(float (&d)[64], const void* a, const void* b) {
-  static_assert(kHasWgmma<T>, "wgmma_m64n128k16: T must be __half or __nv_bfloat16");
+// d (64 x N, the fragment above; N = 2 kRegs, 64 or 128) += A (64 x 16) @ B (16 x N), A a
+// K-major tile at `a` (64 rows), B a K-major tile at `b` (N rows, one per output column). Issued
+// by all 128 threads of a warpgroup; asynchronous until wgmma_commit + wgmma_wait.
+template <typename T, int kRegs>
+__device__ __forceinline__ void wgmma_m64k16(float (&d)[kRegs], const void* a, const void* b) {
+  static_assert(kHasWgmma<T>, "wgmma: T must be __half or __nv_bfloat16");
+  static_assert(kRegs == 32 || kRegs == 64, "wgmma: N must be 64 or 128");
 #ifdef NEMOCORE_SM90A
   const uint64_t da = smem_desc(a), db = smem_desc(b);
   const int accumulate = 1;  // scale-d: D = A B + D
-#define NEMOCORE_WGMMA_ASM(type)                                                                   \
+#define NEMOCORE_WGMMA_N128(type)                                                                  \
   asm volatile(                                                                                    \
       "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"                                                 \
       "wgmma.mma_async.sync.aligned.m64n128k16.f32." type "." type                                 \
@@ -166,26 +167,7 @@ __device__ __forceinline__ void wgmma_m64n128k16(float (&d)[64], const void* a, 
       : NEMOCORE_WGMMA_D8(0), NEMOCORE_WGMMA_D8(8), NEMOCORE_WGMMA_D8(16), NEMOCORE_WGMMA_D8(24),  \
         NEMOCORE_WGMMA_D8(32), NEMOCORE_WGMMA_D8(40), NEMOCORE_WGMMA_D8(48), NEMOCORE_WGMMA_D8(56) \
       : "l"(da), "l"(db), "r"(accumulate))
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    NEMOCORE_WGMMA_ASM("bf16");
-  } else {
-    NEMOCORE_WGMMA_ASM("f16");
-  }
-#undef NEMOCORE_WGMMA_ASM
-#elif defined(__CUDA_ARCH__)
-  (void)d, (void)a, (void)b;
-  __trap();  // compiled for a target without wgmma: the host never launches this path there
-#endif
-}
-
-// The same for a 64-column B (64 rows at `b`): d is the first 32 registers of the fragment.
-template <typename T>
-__device__ __forceinline__ void wgmma_m64n64k16(float (&d)[32], const void* a, const void* b) {
-  static_assert(kHasWgmma<T>, "wgmma_m64n64k16: T must be __half or __nv_bfloat16");
-#ifdef NEMOCORE_SM90A
-  const uint64_t da = smem_desc(a), db = smem_desc(b);
-  const int accumulate = 1;
-#define NEMOCORE_WGMMA_ASM(type)                                                                 \
+#define NEMOCORE_WGMMA_N64(type)                                                                 \
   asm volatile(                                                                                  \
       "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                               \
       "wgmma.mma_async.sync.aligned.m64n64k16.f32." type "." type                                \
@@ -194,27 +176,22 @@ __device__ __forceinline__ void wgmma_m64n64k16(float (&d)[32], const void* a, c
       "%33, p, 1, 1, 0, 0;\n}\n"                                                                 \
       : NEMOCORE_WGMMA_D8(0), NEMOCORE_WGMMA_D8(8), NEMOCORE_WGMMA_D8(16), NEMOCORE_WGMMA_D8(24) \
       : "l"(da), "l"(db), "r"(accumulate))
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    NEMOCORE_WGMMA_ASM("bf16");
+  constexpr bool kBf16 = std::is_same_v<T, __nv_bfloat16>;
+  if constexpr (kRegs == 64 && kBf16) {
+    NEMOCORE_WGMMA_N128("bf16");
+  } else if constexpr (kRegs == 64) {
+    NEMOCORE_WGMMA_N128("f16");
+  } else if constexpr (kBf16) {
+    NEMOCORE_WGMMA_N64("bf16");
   } else {
-    NEMOCORE_WGMMA_ASM("f16");
+    NEMOCORE_WGMMA_N64("f16");
   }
-#undef NEMOCORE_WGMMA_ASM
+#undef NEMOCORE_WGMMA_N64
+#undef NEMOCORE_WGMMA_N128
 #elif defined(__CUDA_ARCH__)
   (void)d, (void)a, (void)b;
-  __trap();
+  __trap();  // compiled for a target without wgmma: the host never launches this path there
 #endif
-}
-
-// wgmma_m64n64k16 or wgmma_m64n128k16 by the accumulator count (N / 2).
-template <typename T, int kRegs>
-__device__ __forceinline__ void wgmma_m64k16(float (&d)[kRegs], const void* a, const void* b) {
-  static_assert(kRegs == 32 || kRegs == 64, "wgmma_m64k16: N must be 64 or 128");
-  if constexpr (kRegs == 32) {
-    wgmma_m64n64k16<T>(d, a, b);
-  } else {
-    wgmma_m64n128k16<T>(d, a, b);
-  }
 }
 
 #undef NEMOCORE_WGMMA_D8

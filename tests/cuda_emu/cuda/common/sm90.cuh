@@ -186,13 +186,4 @@ void wgmma_m64k16(float (&d)[kRegs], const void* a, const void* b) {
   });
 }
 
-template <typename T>
-void wgmma_m64n128k16(float (&d)[64], const void* a, const void* b) {
-  wgmma_m64k16<T>(d, a, b);
-}
-template <typename T>
-void wgmma_m64n64k16(float (&d)[32], const void* a, const void* b) {
-  wgmma_m64k16<T>(d, a, b);
-}
-
 }  // namespace nemocore::cuda::sm90
